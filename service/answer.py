@@ -1,0 +1,149 @@
+"""Extractive answers: the sentence that best answers the question, tied to its citation.
+
+Every sentence of the top passages is scored against the question, densely (cosine of the
+sentence and question embeddings) and lexically (how much of the question's weighted terms the
+sentence contains), with a prior for its passage's own similarity. The best sentence is the
+answer when its score reaches the abstain threshold; otherwise the answer is ``None`` and the
+reason says why, so that an off-topic question does not get a confident wrong answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .chunking import sentence_spans
+from .embedding import Embedder
+from .lexical import analyze
+from .retrieval import Passage
+
+SENTENCE_WEIGHT = 0.6
+PASSAGE_WEIGHT = 0.25
+TERMS_WEIGHT = 0.15
+MAX_ANSWER_PASSAGES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    passage: int  # index into the passages list
+    start: int  # offsets in the source document
+    end: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    source: str
+    paragraph: int
+    text: str
+    char_start: int
+    char_end: int
+    score: float
+    quote: str  # the passage's best sentence
+    quote_start: int
+    quote_end: int
+    title: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source, "paragraph": self.paragraph, "text": self.text,
+            "char_start": self.char_start, "char_end": self.char_end, "score": round(self.score, 6),
+            "quote": self.quote, "quote_start": self.quote_start, "quote_end": self.quote_end,
+            "title": self.title,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    question: str
+    answer: str | None
+    citations: list[Citation] = field(default_factory=list)
+    confidence: float = 0.0
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "question": self.question, "answer": self.answer, "reason": self.reason,
+            "confidence": round(self.confidence, 4), "citations": [c.as_dict() for c in self.citations],
+        }
+
+
+def term_coverage(question_terms: Sequence[str], sentence: str, idf: dict[str, float]) -> float:
+    """Share of the question's idf-weighted terms that the sentence contains (0..1)."""
+    if not question_terms:
+        return 0.0
+    present = set(analyze(sentence))
+    total = sum(idf.get(t, 1.0) for t in set(question_terms))
+    hit = sum(idf.get(t, 1.0) for t in set(question_terms) if t in present)
+    return hit / total if total else 0.0
+
+
+def _idf(question_terms: Sequence[str], passages: Sequence[Passage]) -> dict[str, float]:
+    """Terms rare among the candidate passages weigh more (a name beats 'china' in these seeds)."""
+    docs = [set(analyze(p.text)) for p in passages]
+    n = len(docs)
+    return {t: math.log(1 + (n + 1) / (1 + sum(t in d for d in docs))) for t in set(question_terms)}
+
+
+def score_sentences(
+    question: str, question_vector: np.ndarray, passages: Sequence[Passage], embedder: Embedder
+) -> list[Sentence]:
+    """All sentences of the top passages with their scores, best first."""
+    top = list(passages[:MAX_ANSWER_PASSAGES])
+    spans: list[tuple[int, int, int]] = []
+    for i, p in enumerate(top):
+        for a, b in sentence_spans(p.text):
+            spans.append((i, p.char_start + a, p.char_start + b))
+    if not spans:
+        return []
+    texts = [top[i].text[a - top[i].char_start : b - top[i].char_start] for i, a, b in spans]
+    sims = embedder.embed(texts) @ question_vector
+    terms = analyze(question)
+    idf = _idf(terms, top)
+    out = []
+    for (i, a, b), text, sim in zip(spans, texts, sims, strict=True):
+        score = (
+            SENTENCE_WEIGHT * float(sim)
+            + PASSAGE_WEIGHT * top[i].dense
+            + TERMS_WEIGHT * term_coverage(terms, text, idf)
+        )
+        out.append(Sentence(i, a, b, text, score))
+    out.sort(key=lambda s: -s.score)
+    return out
+
+
+def build_answer(
+    question: str,
+    question_vector: np.ndarray,
+    passages: Sequence[Passage],
+    embedder: Embedder,
+    threshold: float,
+) -> Answer:
+    if not passages:
+        return Answer(question, None, [], 0.0, "the index has no passage related to the question")
+    sentences = score_sentences(question, question_vector, passages, embedder)
+    best_by_passage: dict[int, Sentence] = {}
+    for s in sentences:
+        best_by_passage.setdefault(s.passage, s)
+    citations = []
+    for i, p in enumerate(passages):
+        s = best_by_passage.get(i)
+        citations.append(Citation(
+            p.source, p.paragraph, p.text, p.char_start, p.char_end, p.score,
+            s.text if s else p.text, s.start if s else p.char_start, s.end if s else p.char_end, p.title,
+        ))
+    best = sentences[0] if sentences else None
+    if best is None or best.score < threshold:
+        confidence = best.score if best else 0.0
+        return Answer(
+            question, None, citations, confidence,
+            f"no passage answers the question well enough (best evidence scores {confidence:.2f}, "
+            f"below the {threshold:.2f} threshold); the closest passages are listed as citations",
+        )
+    # The passage holding the answer sentence is cited first.
+    order = [best.passage] + [i for i in range(len(citations)) if i != best.passage]
+    return Answer(question, best.text, [citations[i] for i in order], best.score, None)

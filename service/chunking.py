@@ -1,0 +1,141 @@
+"""Chunks: windows of whole sentences inside one paragraph, under a word-piece budget.
+
+A chunk never crosses a paragraph, so every chunk cites exactly one paragraph. Long paragraphs
+are split into several chunks that overlap by ``overlap`` sentences; a single sentence longer
+than the budget is cut at word-piece boundaries. Offsets are character positions in the
+document text, so ``doc.text[chunk.char_start:chunk.char_end] == chunk.text`` always holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .corpus import Document, paragraphs
+
+# Counts word-pieces for a batch of strings; and, for one string, the (start, end) character
+# offsets of each word-piece (used to cut an over-long sentence).
+CountTokens = Callable[[Sequence[str]], list[int]]
+TokenOffsets = Callable[[str], list[tuple[int, int]]]
+
+_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)")
+_LINE = re.compile(r"[^\r\n]+")
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st vs etc e.g i.e u.s u.k u.n no gen gov sen rep lt col capt inc ltd co "
+    "corp jan feb mar apr jun jul aug sep sept oct nov dec fig al approx dept est mt ft".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    paragraph: int
+    char_start: int
+    char_end: int
+    text: str
+    n_tokens: int
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    start = dot
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "."):
+        start -= 1
+    word = text[start:dot].lower()
+    if not word:
+        return False
+    if len(word) == 1 and word.isalpha():  # an initial: "J. Smith"
+        return True
+    return word in _ABBREVIATIONS
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence (start, end) offsets within ``text[start:end]``; line breaks always end a sentence."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    for line in _LINE.finditer(text, start, end):
+        s = line.start()
+        for m in _SENTENCE_END.finditer(text, line.start(), line.end()):
+            nxt = m.end()
+            while nxt < line.end() and text[nxt].isspace():
+                nxt += 1
+            if nxt >= line.end():
+                break
+            if text[nxt].islower() or (text[m.start()] == "." and _is_abbreviation(text, m.start())):
+                continue
+            spans.append((s, m.end()))
+            s = nxt
+        spans.append((s, line.end()))
+    return [(a, b) for a, b in ((_strip(text, a, b)) for a, b in spans) if b > a]
+
+
+def _strip(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
+
+
+def _cut_long_sentence(
+    text: str, span: tuple[int, int], budget: int, token_offsets: TokenOffsets
+) -> list[tuple[int, int, int]]:
+    """Pieces (start, end, n_tokens) of one over-long sentence, cut between words where possible."""
+    a, b = span
+    offsets = token_offsets(text[a:b])
+    pieces: list[tuple[int, int, int]] = []
+    i = 0
+    while i < len(offsets):
+        j = min(i + budget, len(offsets))
+        if j < len(offsets):
+            # Back off to a token that starts a new word (a gap before it), at most 16 tokens.
+            k = j
+            while k > i + 1 and k > j - 16 and offsets[k][0] == offsets[k - 1][1]:
+                k -= 1
+            if offsets[k][0] != offsets[k - 1][1]:
+                j = k
+        s, e = _strip(text, a + offsets[i][0], a + offsets[j - 1][1])
+        if e > s:
+            pieces.append((s, e, j - i))
+        i = j
+    return pieces
+
+
+def chunk_document(
+    doc: Document,
+    count_tokens: CountTokens,
+    token_offsets: TokenOffsets,
+    budget: int,
+    overlap: int = 1,
+) -> list[Chunk]:
+    """Split a document into chunks; see the module docstring for the rules."""
+    text = doc.text
+    chunks: list[Chunk] = []
+    for para in paragraphs(text):
+        spans = sentence_spans(text, para.start, para.end)
+        counts = count_tokens([text[a:b] for a, b in spans])
+        units: list[tuple[int, int, int]] = []
+        for span, n in zip(spans, counts, strict=True):
+            units.extend(_cut_long_sentence(text, span, budget, token_offsets) if n > budget else [(*span, n)])
+        for a, b, n in _windows(units, budget, overlap):
+            chunks.append(Chunk(para.number, a, b, text[a:b], n))
+    return chunks
+
+
+def _windows(
+    units: list[tuple[int, int, int]], budget: int, overlap: int
+) -> list[tuple[int, int, int]]:
+    """Greedy windows of consecutive units under ``budget`` tokens, repeating ``overlap`` units."""
+    out: list[tuple[int, int, int]] = []
+    i = 0
+    while i < len(units):
+        j, total = i, 0
+        while j < len(units) and (j == i or total + units[j][2] <= budget):
+            total += units[j][2]
+            j += 1
+        out.append((units[i][0], units[j - 1][1], total))
+        if j >= len(units):
+            break
+        back = min(overlap, j - i - 1)
+        # Only repeat sentences if the next window can still make progress.
+        i = j - back if back > 0 and sum(u[2] for u in units[j - back : j]) < budget // 2 else j
+    return out

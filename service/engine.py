@@ -1,0 +1,254 @@
+"""The facade: everything a user can do, for the CLI, the REST API and the MCP server alike.
+
+The engine owns the live snapshot and the query encoder. Each call checks whether a newer
+snapshot was committed (one small file read) and switches to it, so a running server picks up
+changes made by ``python -m service index`` without a restart. A call uses one snapshot from
+start to end: it sees either the old or the new state, never a mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from . import store
+from .answer import Answer, Citation, build_answer
+from .config import Settings, get_settings
+from .corpus import CorpusError, document_from_bytes, paragraphs
+from .embedding import Embedder, ModelInfo, OnnxEmbedder, TorchEmbedder, model_info, onnx_path_for
+from .retrieval import Passage, Retriever
+
+log = logging.getLogger(__name__)
+
+
+class QueryError(ValueError):
+    """A request the engine refuses; the message says what to change."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    query: str
+    text: str
+    tokens: int
+    citations: list[Citation]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "context": self.text, "tokens": self.tokens,
+                "citations": [c.as_dict() for c in self.citations]}
+
+
+class _Live:
+    """A snapshot with its retriever: swapped as one object so a call never mixes two states."""
+
+    def __init__(self, snapshot: store.Snapshot, settings: Settings) -> None:
+        self.snapshot = snapshot
+        self.retriever = Retriever(snapshot, settings.fusion, settings.candidates, settings.rrf_k,
+                                   settings.dense_weight)
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        index_dir: Path | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.index_dir = Path(index_dir or self.settings.index)
+        self._embedder = embedder
+        self._info: ModelInfo | None = embedder.info if embedder else None
+        self._live: _Live | None = None
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    # -- model and snapshot ------------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            self._info = model_info(self.settings.model, self.settings.offline)
+        return self._info
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            onnx = onnx_path_for(self.index_dir, self.info)
+            if self.settings.query_backend == "onnx" and onnx.exists():
+                self._embedder = OnnxEmbedder(self.info, onnx)
+            else:
+                if self.settings.query_backend == "onnx":
+                    log.warning("no ONNX query encoder at %s; using sentence-transformers (slower start)", onnx)
+                self._embedder = TorchEmbedder(self.info, self.settings.bf16, self.settings.embed_batch_size)
+        return self._embedder
+
+    def _current(self) -> _Live:
+        name = store.current_name(self.index_dir)
+        live = self._live
+        if live is not None and live.snapshot.name == name:
+            return live
+        with self._lock:
+            if self._live is None or self._live.snapshot.name != store.current_name(self.index_dir):
+                snap = store.open_snapshot(self.index_dir, self.info.sha256)
+                self._live = _Live(snap, self.settings)
+            return self._live
+
+    def load(self) -> None:
+        """Open the index and load the query encoder now (servers call this at start-up)."""
+        self._current()
+        self.embedder.embed(["warm up"])
+
+    # -- validation ----------------------------------------------------------------------------------
+    def _check_query(self, query: str, what: str = "query") -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise QueryError(f"the {what} is empty")
+        if len(query) > self.settings.max_query_chars:
+            raise QueryError(
+                f"the {what} has {len(query)} characters; the limit is {self.settings.max_query_chars}"
+            )
+        if "\x00" in query:
+            raise QueryError(f"the {what} contains a NUL character")
+        return query.strip()
+
+    def _check_k(self, k: int | None) -> int:
+        if k is None:
+            return self.settings.default_k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.max_k:
+            raise QueryError(f"k must be an integer from 1 to {self.settings.max_k}")
+        return k
+
+    # -- queries -------------------------------------------------------------------------------------
+    def _retrieve(self, query: str, k: int) -> tuple[np.ndarray, list[Passage]]:
+        live = self._current()
+        vector = self.embedder.embed([query])[0]
+        return vector, live.retriever.search(query, vector, k)
+
+    def search(self, query: str, k: int | None = None) -> list[Passage]:
+        query, k = self._check_query(query), self._check_k(k)
+        return self._retrieve(query, k)[1]
+
+    def ask(self, question: str, k: int | None = None) -> Answer:
+        question, k = self._check_query(question, "question"), self._check_k(k)
+        vector, passages = self._retrieve(question, k)
+        return build_answer(question, vector, passages, self.embedder, self.settings.abstain_threshold)
+
+    def context(self, query: str, max_tokens: int = 2000) -> Context:
+        """The best passages, each headed by its citation, packed into ``max_tokens`` tiktoken tokens."""
+        from .tokens import count
+
+        query = self._check_query(query)
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not (
+            1 <= max_tokens <= self.settings.max_context_tokens
+        ):
+            raise QueryError(f"max_tokens must be an integer from 1 to {self.settings.max_context_tokens}")
+        answer = self.ask(query, self.settings.max_k)
+        cache = str(self.settings.cache_dir)
+        parts: list[str] = []
+        used = 0
+        cited: list[Citation] = []
+        for c in answer.citations:
+            block = f"[{len(cited) + 1}] {c.source} ¶{c.paragraph}\n{c.text}\n\n"
+            n = count(block, cache)
+            if used + n > max_tokens:
+                continue
+            parts.append(block)
+            used += n
+            cited.append(c)
+        text = "".join(parts).rstrip("\n")
+        return Context(query, text, count(text, cache) if text else 0, cited)
+
+    # -- documents -----------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        snap = self._current().snapshot
+        m = snap.manifest
+        return {
+            "documents": m["counts"]["documents"], "chunks": m["counts"]["chunks"],
+            "model": m["model"]["name"], "model_sha256": m["model"]["sha256"], "dimension": m["model"]["dim"],
+            "snapshot": snap.name, "created": m["created"], "vector_index": m["vector_index"],
+            "corpus": m["corpus"], "fusion": self.settings.fusion,
+        }
+
+    def documents(self) -> list[dict[str, Any]]:
+        return self._current().snapshot.documents()
+
+    def document(self, source: str) -> dict[str, Any]:
+        source = self._check_source(source, self._current().snapshot.manifest["corpus"])
+        rec = self._current().snapshot.document(source)
+        if rec is None:
+            raise NotFound(f"no document {source!r} in the index")
+        return {
+            "source": rec.source, "title": rec.title, "sha256": rec.sha256, "encoding": rec.encoding,
+            "text": rec.text,
+            "paragraphs": [
+                {"paragraph": p.number, "char_start": p.start, "char_end": p.end, "text": rec.text[p.start : p.end]}
+                for p in paragraphs(rec.text)
+            ],
+        }
+
+    def _check_source(self, source: str, corpus: str) -> str:
+        """A document id is its citation name, ``<corpus folder>/<relative path>``; nothing may escape."""
+        corpus_name = Path(corpus).name
+        if not isinstance(source, str) or not source or "\x00" in source or "\\" in source:
+            raise QueryError("document ids are paths like 'seeds/article.txt' (no NUL or backslash)")
+        path = PurePosixPath(source)
+        parts = path.parts
+        if path.is_absolute() or any(p in ("..", ".", "") or p.startswith(".") for p in parts):
+            raise QueryError(f"document id {source!r} is not allowed: no absolute paths, '..' or hidden names")
+        if len(parts) < 2 or parts[0] != corpus_name:
+            raise QueryError(f"document ids start with the corpus folder name: '{corpus_name}/…'")
+        return source
+
+    def _corpus_path(self, source: str) -> Path:
+        corpus = Path(self._current().snapshot.manifest["corpus"])
+        source = self._check_source(source, str(corpus))
+        target = (corpus / Path(*PurePosixPath(source).parts[1:])).resolve()
+        if not target.is_relative_to(corpus.resolve()):
+            raise QueryError(f"document id {source!r} resolves outside the corpus")
+        return target
+
+    def _indexer(self):  # noqa: ANN202 - an Indexer bound to this engine's encoder
+        from .indexer import Indexer
+
+        return Indexer(self.settings, self.index_dir, embedder=self.embedder, progress=False)
+
+    def put_document(self, source: str, data: bytes) -> dict[str, Any]:
+        """Add or replace one document: written into the corpus folder, then indexed, durably."""
+        target = self._corpus_path(source)
+        if target.suffix.lower() not in self.settings.extensions:
+            raise QueryError(f"document ids end in one of {', '.join(self.settings.extensions)}")
+        if len(data) > self.settings.max_file_bytes:
+            raise QueryError(f"the document is over the {self.settings.max_file_bytes}-byte limit")
+        try:
+            doc = document_from_bytes(data, source, target.suffix)
+        except CorpusError as exc:
+            raise QueryError(f"the document cannot be indexed: {exc}") from None
+        with self._write_lock:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            report = self._indexer().apply([doc], [])
+        self._current()
+        return {"source": source, "snapshot": report.snapshot, "chunks": report.chunks_embedded,
+                "created": bool(report.added)}
+
+    def delete_document(self, source: str) -> dict[str, Any]:
+        target = self._corpus_path(source)
+        if not self._current().snapshot.has_document(source):
+            raise NotFound(f"no document {source!r} in the index")
+        with self._write_lock:
+            target.unlink(missing_ok=True)
+            report = self._indexer().apply([], [source])
+        self._current()
+        return {"source": source, "snapshot": report.snapshot, "deleted": True}

@@ -1,0 +1,83 @@
+"""BM25 over the same chunks as the vectors (``bm25s``), with an English Snowball stemmer.
+
+Names such as "Liu Zhongyi" or "Myawaddy" are matched exactly here, where embeddings blur them.
+The analyzer is also used to score answer sentences lexically, so both agree on what a term is.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():  # noqa: ANN202 - Stemmer.Stemmer has no type stubs
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def analyze(text: str) -> list[str]:
+    """Lower-cased, stop words removed, stemmed terms."""
+    stop = _stopwords()
+    words = [w for w in _WORD.findall(text.lower()) if w not in stop]
+    return _stemmer().stemWords(words) if words else []
+
+
+class LexicalIndex:
+    def __init__(self, retriever) -> None:  # noqa: ANN001 - bm25s.BM25
+        self.retriever = retriever
+
+    @property
+    def size(self) -> int:
+        return int(self.retriever.scores["num_docs"])
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> LexicalIndex:
+        import bm25s
+
+        tokens = [analyze(t) for t in texts]
+        retriever = bm25s.BM25()
+        if texts:
+            retriever.index(tokens, show_progress=False, create_empty_token=True)
+        return cls(retriever)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.retriever.save(str(folder), show_progress=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        return cls(bm25s.BM25.load(str(folder), mmap=True, show_progress=False))
+
+    def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` chunk ids and BM25 scores (only chunks sharing a term with the query)."""
+        if not getattr(self.retriever, "vocab_dict", None):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        ids = self.retriever.get_tokens_ids(analyze(query))
+        ids = [i for i in ids if i != self.retriever.vocab_dict.get("")]
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores = np.asarray(self.retriever.get_scores_from_ids(ids), dtype=np.float32)
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > n:
+            hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
+        order = hits[np.argsort(-scores[hits], kind="stable")]
+        return order.astype(np.int64), scores[order]

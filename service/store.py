@@ -1,0 +1,381 @@
+"""The on-disk index: immutable snapshots switched atomically.
+
+Layout of an index folder::
+
+    CURRENT                 name of the live snapshot (replaced atomically with os.replace)
+    snap-000007/            one immutable snapshot
+        manifest.json       format version, model (name, sha256, dim), chunking, counts, file checksums
+        meta.sqlite         documents (with their text) and chunks (paragraph, offsets, text)
+        vectors.npy         float32 [chunks x dim]; row i is chunk id i
+        vectors.faiss       FAISS index over the same rows (flat or HNSW)
+        bm25/               bm25s index over the same rows
+    embed-cache.sqlite      embeddings computed but not yet committed (resume after a crash)
+    encoder-<sha>.onnx      the query encoder exported from the model
+    .lock                   writer lock
+
+A writer builds a complete new snapshot in a temporary folder, fsyncs it, renames it into place,
+then replaces CURRENT. A reader that opened a snapshot keeps using it; nothing it reads changes.
+A crash at any point leaves CURRENT naming a complete snapshot.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import vectors as vector_index
+from .lexical import LexicalIndex
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+_SNAP_PREFIX = "snap-"
+_FILES = ("meta.sqlite", "vectors.npy", "vectors.faiss")
+
+
+class StoreError(RuntimeError):
+    """Base for index problems that a user can act on (the message says how)."""
+
+
+class IndexMissing(StoreError):
+    pass
+
+
+class IndexCorrupt(StoreError):
+    pass
+
+
+class IndexIncompatible(StoreError):
+    pass
+
+
+class IndexBusy(StoreError):
+    pass
+
+
+class IndexWriteFailed(StoreError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DocRecord:
+    source: str
+    sha256: str
+    encoding: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    doc: int  # position of the document in the snapshot's document list
+    paragraph: int
+    char_start: int
+    char_end: int
+    n_tokens: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    id: int
+    source: str
+    title: str
+    paragraph: int
+    char_start: int
+    char_end: int
+    text: str
+
+
+_SCHEMA = """
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL,
+    encoding TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, n_chunks INTEGER NOT NULL
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY, doc INTEGER NOT NULL REFERENCES documents(id), paragraph INTEGER NOT NULL,
+    char_start INTEGER NOT NULL, char_end INTEGER NOT NULL, n_tokens INTEGER NOT NULL, text TEXT NOT NULL
+);
+CREATE INDEX chunks_doc ON chunks(doc, paragraph);
+"""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(root))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def current_name(index_dir: Path) -> str | None:
+    try:
+        name = (index_dir / CURRENT).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+@contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """Serialise writers: a second indexer fails at once with a clear message."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBusy(
+                f"another process is writing the index in {index_dir} (lock held on {index_dir / '.lock'}); "
+                "wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def write_snapshot(
+    index_dir: Path,
+    manifest: dict[str, Any],
+    docs: Sequence[DocRecord],
+    chunks: Sequence[ChunkRecord],
+    vectors: np.ndarray,
+    lexical_texts: Sequence[str],
+    hnsw_threshold: int,
+) -> str:
+    """Write a complete snapshot and make it current. Caller holds the writer lock."""
+    if len(chunks) != len(vectors) or len(chunks) != len(lexical_texts):
+        raise ValueError("chunks, vectors and lexical texts must align row for row")
+    previous = current_name(index_dir)
+    generation = int(previous.removeprefix(_SNAP_PREFIX)) + 1 if previous else 1
+    name = f"{_SNAP_PREFIX}{generation:06d}"
+    tmp = index_dir / f".tmp-{name}-{os.getpid()}"
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        _write_meta(tmp / "meta.sqlite", docs, chunks)
+        np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        index = vector_index.build(vectors, hnsw_threshold)
+        vector_index.save(index, tmp / "vectors.faiss")
+        LexicalIndex.build(lexical_texts).save(tmp / "bm25")
+        full = dict(manifest)
+        full.update(
+            format_version=FORMAT_VERSION,
+            generation=generation,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            counts={"documents": len(docs), "chunks": len(chunks)},
+            vector_index=vector_index.kind(index),
+            files={f: {"size": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in _FILES},
+        )
+        (tmp / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=True))
+        _fsync_tree(tmp)
+        final = index_dir / name
+        if final.exists():  # left by a writer that crashed before switching CURRENT
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(index_dir)
+        pointer = index_dir / f".{CURRENT}.tmp"
+        with open(pointer, "w") as f:
+            f.write(name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(pointer, index_dir / CURRENT)
+        _fsync_dir(index_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise IndexWriteFailed(f"could not write the index in {index_dir}: {why}; the previous index is intact") from exc
+    _collect_garbage(index_dir, keep={name, previous})
+    return name
+
+
+def _write_meta(path: Path, docs: Sequence[DocRecord], chunks: Sequence[ChunkRecord]) -> None:
+    con = sqlite3.connect(path)
+    try:
+        con.executescript(_SCHEMA)
+        counts = np.bincount([c.doc for c in chunks], minlength=len(docs)) if chunks else np.zeros(len(docs))
+        con.executemany(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?)",
+            ((i, d.source, d.sha256, d.encoding, d.title, d.text, int(counts[i])) for i, d in enumerate(docs)),
+        )
+        con.executemany(
+            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?)",
+            ((i, c.doc, c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text) for i, c in enumerate(chunks)),
+        )
+        con.commit()
+    finally:
+        con.close()
+
+
+def _collect_garbage(index_dir: Path, keep: set[str | None]) -> None:
+    """Remove old snapshots (keeping the current and previous one) and abandoned temp folders."""
+    for entry in index_dir.iterdir():
+        stale_snapshot = entry.name.startswith(_SNAP_PREFIX) and entry.name not in keep
+        if (stale_snapshot or entry.name.startswith(".tmp-")) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+class Snapshot:
+    """A read-only view of one committed snapshot. Thread-safe for readers."""
+
+    def __init__(self, index_dir: Path, name: str, manifest: dict[str, Any]) -> None:
+        self.index_dir = index_dir
+        self.name = name
+        self.path = index_dir / name
+        self.manifest = manifest
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                f"file:{self.path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True, check_same_thread=False
+            )
+            rows = self._db.execute("SELECT doc, paragraph FROM chunks ORDER BY id").fetchall()
+            docs = self._db.execute("SELECT id, source, title FROM documents ORDER BY id").fetchall()
+            self.vectors = vector_index.load(self.path / "vectors.faiss")
+            self.lexical = LexicalIndex.load(self.path / "bm25")
+        except (sqlite3.DatabaseError, RuntimeError, OSError, ValueError, KeyError) as exc:
+            raise IndexCorrupt(
+                f"the index in {index_dir} ({name}) cannot be read ({exc}); rebuild it with "
+                f"`python -m service index --index {index_dir} --rebuild`"
+            ) from exc
+        self.chunk_doc = np.array([r[0] for r in rows], dtype=np.int64)
+        self.chunk_paragraph = np.array([r[1] for r in rows], dtype=np.int64)
+        self.doc_sources = [d[1] for d in docs]
+        self.doc_titles = [d[2] for d in docs]
+        self._doc_by_source = {s: i for i, s in enumerate(self.doc_sources)}
+        if self.vectors.ntotal != len(rows) or self.lexical.size not in (len(rows), 0):
+            raise IndexCorrupt(
+                f"the index in {index_dir} ({name}) is inconsistent: {self.vectors.ntotal} vectors, "
+                f"{len(rows)} chunks; rebuild it with `python -m service index --index {index_dir} --rebuild`"
+            )
+
+    @property
+    def size(self) -> int:
+        return len(self.chunk_doc)
+
+    def chunk_rows(self, ids: Sequence[int]) -> list[ChunkRow]:
+        if not len(ids):
+            return []
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, doc, paragraph, char_start, char_end, text FROM chunks WHERE id IN ({marks})",
+                [int(i) for i in ids],
+            ).fetchall()
+        by_id = {
+            r[0]: ChunkRow(r[0], self.doc_sources[r[1]], self.doc_titles[r[1]], r[2], r[3], r[4], r[5]) for r in rows
+        }
+        return [by_id[int(i)] for i in ids if int(i) in by_id]
+
+    def has_document(self, source: str) -> bool:
+        return source in self._doc_by_source
+
+    def document(self, source: str) -> DocRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT source, sha256, encoding, title, text FROM documents WHERE source = ?", (source,)
+            ).fetchone()
+        return DocRecord(*row) if row else None
+
+    def documents(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source, sha256, title, n_chunks, length(text) FROM documents ORDER BY source"
+            ).fetchall()
+        return [
+            {"source": r[0], "sha256": r[1], "title": r[2], "chunks": r[3], "characters": r[4]} for r in rows
+        ]
+
+    def all_records(self) -> tuple[list[DocRecord], list[ChunkRecord], np.ndarray]:
+        """Everything in the snapshot, for a writer building the next one."""
+        with self._lock:
+            docs = [DocRecord(*r) for r in self._db.execute(
+                "SELECT source, sha256, encoding, title, text FROM documents ORDER BY id")]
+            chunks = [ChunkRecord(*r) for r in self._db.execute(
+                "SELECT doc, paragraph, char_start, char_end, n_tokens, text FROM chunks ORDER BY id")]
+        vectors = np.load(self.path / "vectors.npy", mmap_mode="r")
+        return docs, chunks, vectors
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def read_manifest(index_dir: Path) -> tuple[str, dict[str, Any]]:
+    name = current_name(index_dir)
+    if name is None:
+        raise IndexMissing(
+            f"no index in {index_dir}; build one with `python -m service index --corpus DIR --index {index_dir}`"
+        )
+    try:
+        manifest = json.loads((index_dir / name / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(
+            f"the index manifest in {index_dir / name} is unreadable ({exc}); rebuild with "
+            f"`python -m service index --index {index_dir} --rebuild`"
+        ) from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexIncompatible(
+            f"the index in {index_dir} has format version {manifest.get('format_version')}, this program reads "
+            f"version {FORMAT_VERSION}; rebuild it with `python -m service index --index {index_dir} --rebuild`"
+        )
+    return name, manifest
+
+
+def verify_files(index_dir: Path, name: str, manifest: dict[str, Any]) -> None:
+    """Detect truncated or altered files before FAISS or SQLite trip over them."""
+    for fname, expect in manifest.get("files", {}).items():
+        path = index_dir / name / fname
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1
+        if size != expect["size"] or _sha256(path) != expect["sha256"]:
+            raise IndexCorrupt(
+                f"index file {path} is missing, truncated or altered (checksum mismatch); rebuild with "
+                f"`python -m service index --index {index_dir} --rebuild`"
+            )
+
+
+def open_snapshot(index_dir: Path, model_sha256: str | None = None) -> Snapshot:
+    """Open the current snapshot, checking format, model and file checksums."""
+    name, manifest = read_manifest(index_dir)
+    if model_sha256 is not None and manifest["model"]["sha256"] != model_sha256:
+        raise IndexIncompatible(
+            f"the index in {index_dir} was built with model {manifest['model']['name']!r} "
+            f"(weights sha256 {manifest['model']['sha256'][:12]}…), but the configured model has weights "
+            f"{model_sha256[:12]}…; rebuild with `python -m service index --index {index_dir} --rebuild` "
+            "or configure the same model"
+        )
+    verify_files(index_dir, name, manifest)
+    return Snapshot(index_dir, name, manifest)

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from service import store
+from service.config import Settings
+from service.engine import Engine
+from service.indexer import Indexer
+
+from .conftest import FakeEmbedder, write
+
+ARTICLE = "A title line\n\nThe first paragraph talks about apples. Apples are red.\n\nThe second paragraph is about pears."
+
+
+def sync(settings: Settings, embedder: FakeEmbedder):
+    return Indexer(settings, embedder=embedder, progress=False).sync(settings.corpus)
+
+
+def test_index_build_and_citation_offsets(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    write(settings.corpus, "sub/b.md", "# B\r\n\r\nCRLF text about bananas.\r\n")
+    report = sync(settings, fake_embedder)
+    assert report.added == ["corpus/a.txt", "corpus/sub/b.md"] and report.snapshot
+    snap = store.open_snapshot(settings.index, fake_embedder.info.sha256)
+    assert snap.size == len(snap.chunk_doc) == snap.vectors.ntotal
+    for row in snap.chunk_rows(range(snap.size)):
+        with open(settings.corpus.parent / row.source, encoding="utf-8", newline="") as f:
+            text = f.read()
+        assert text[row.char_start : row.char_end] == row.text
+    manifest = snap.manifest
+    assert manifest["model"]["sha256"] == fake_embedder.info.sha256
+    assert manifest["format_version"] == store.FORMAT_VERSION
+    assert manifest["corpus"] == str(settings.corpus.resolve())
+
+
+def test_unchanged_reindex_does_no_embedding(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    first = sync(settings, fake_embedder)
+    calls = fake_embedder.calls
+    again = sync(settings, fake_embedder)
+    assert fake_embedder.calls == calls, "an unchanged corpus must not touch the model"
+    assert again.snapshot is None and again.unchanged == 1 and again.chunks_embedded == 0
+    assert store.current_name(settings.index) == first.snapshot
+
+
+def test_add_change_delete_are_reflected(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    write(settings.corpus, "b.txt", "B title\n\nBananas are yellow.")
+    sync(settings, fake_embedder)
+    write(settings.corpus, "c.txt", "C title\n\nCherries are small.")
+    write(settings.corpus, "a.txt", ARTICLE + "\n\nA new paragraph about plums.")
+    (settings.corpus / "b.txt").unlink()
+    before = fake_embedder.texts
+    report = sync(settings, fake_embedder)
+    assert report.added == ["corpus/c.txt"] and report.changed == ["corpus/a.txt"]
+    assert report.deleted == ["corpus/b.txt"] and report.unchanged == 0
+    assert fake_embedder.texts - before == report.chunks_embedded
+    engine = Engine(settings, embedder=fake_embedder)
+    sources = [d["source"] for d in engine.documents()]
+    assert sources == ["corpus/a.txt", "corpus/c.txt"]
+    hits = engine.search("plums", 3)
+    assert hits[0].source == "corpus/a.txt" and hits[0].paragraph == 4
+    assert all(h.source != "corpus/b.txt" for h in engine.search("bananas yellow", 5))
+
+
+def test_index_remembers_its_corpus(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    sync(settings, fake_embedder)
+    write(settings.corpus, "b.txt", "B\n\nMore.")
+    other = Settings(index=settings.index, cache_dir=settings.cache_dir)  # default corpus is seeds/
+    report = Indexer(other, embedder=fake_embedder, progress=False).sync(None)
+    assert report.added == ["corpus/b.txt"]
+
+
+def test_bad_corpus_files_are_skipped_with_reasons(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    c = settings.corpus
+    write(c, "good.txt", ARTICLE)
+    write(c, "empty.txt", b"")
+    write(c, "blank.txt", b"  \n\n ")
+    write(c, "binary.txt", b"\x00\x01\x02\xff" * 20)
+    write(c, "latin1.txt", "Caf\xe9 cr\xe8me br\xfbl\xe9e, tr\xe8s appr\xe9ci\xe9e en France.\n\nD\xe9j\xe0 vu.".encode("latin-1"))
+    write(c, "utf16.txt", "UTF16 title\n\nWith a byte order mark.".encode("utf-16"))
+    write(c, "invalid.txt", b"Valid start \xff\xfe\xfa then more text that goes on for a while.\n")
+    write(c, "name with spaces ü.txt", "Spaces\n\nIn the name.")
+    write(c, "huge.txt", "x" * 400)
+    locked = write(c, "locked.txt", "secret")
+    os.chmod(locked, 0)
+    os.symlink(c, c / "loop")
+    small = settings.model_copy(update={"max_file_bytes": 150})
+    report = Indexer(small, embedder=fake_embedder, progress=False).sync(c)
+    reasons = {s.path.split("/")[-1]: s.reason for s in report.skipped}
+    assert "empty" in reasons["empty.txt"]
+    assert "no text" in reasons["blank.txt"]
+    assert "binary" in reasons["binary.txt"]
+    assert "limit" in reasons["huge.txt"]
+    if os.geteuid() != 0:  # root reads anything
+        assert "cannot read" in reasons["locked.txt"]
+    assert any("loop" in r for r in reasons.values())
+    indexed = {d["source"].split("/", 1)[1] for d in Engine(small, embedder=fake_embedder).documents()}
+    assert {"good.txt", "latin1.txt", "utf16.txt", "invalid.txt", "name with spaces ü.txt"} <= indexed
+    doc = Engine(small, embedder=fake_embedder).document("corpus/latin1.txt")
+    assert "crème" in doc["text"] and doc["paragraphs"][1]["paragraph"] == 2
+
+
+def test_index_built_with_another_model_is_refused(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    sync(settings, fake_embedder)
+    other = FakeEmbedder(sha="0" * 64)
+    with pytest.raises(store.IndexIncompatible, match="rebuild"):
+        Engine(settings, embedder=other).search("apples")
+    with pytest.raises(store.IndexIncompatible):
+        sync(settings, other)
+    report = Indexer(settings, embedder=other, progress=False).sync(settings.corpus, rebuild=True)
+    assert report.added == ["corpus/a.txt"]
+    assert Engine(settings, embedder=other).search("apples")
+
+
+def test_format_version_change_is_detected(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    name = sync(settings, fake_embedder).snapshot
+    path = settings.index / name / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = 999
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(store.IndexIncompatible, match="format version"):
+        Engine(settings, embedder=fake_embedder).search("apples")
+
+
+@pytest.mark.parametrize("victim", ["vectors.faiss", "meta.sqlite", "vectors.npy"])
+def test_truncated_index_file_is_detected(settings: Settings, fake_embedder: FakeEmbedder, victim: str) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    name = sync(settings, fake_embedder).snapshot
+    path: Path = settings.index / name / victim
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(store.IndexCorrupt, match="rebuild"):
+        Engine(settings, embedder=fake_embedder).search("apples")
+
+
+def test_second_writer_is_refused(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    with store.writer_lock(settings.index):
+        with pytest.raises(store.IndexBusy, match="another process"):
+            sync(settings, fake_embedder)
+
+
+def test_missing_index_says_how_to_build(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    with pytest.raises(store.IndexMissing, match="python -m service index"):
+        Engine(settings, embedder=fake_embedder).search("apples")
+
+
+def test_unwritable_index_folder_keeps_old_index(settings: Settings, fake_embedder: FakeEmbedder, monkeypatch) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    first = sync(settings, fake_embedder).snapshot
+    write(settings.corpus, "b.txt", "B\n\nNew text.")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_write_meta", full)
+    with pytest.raises(store.IndexWriteFailed, match="disk is full.*previous index is intact"):
+        sync(settings, fake_embedder)
+    monkeypatch.undo()
+    assert store.current_name(settings.index) == first
+    assert not list(settings.index.glob(".tmp-*"))
+    assert [d["source"] for d in Engine(settings, embedder=fake_embedder).documents()] == ["corpus/a.txt"]
