@@ -116,6 +116,20 @@ def score_sentences(
     return out
 
 
+def highlight(question: str, passage: Passage) -> Citation:
+    """Cite a passage with its best sentence chosen lexically (no model call: cheap enough for search)."""
+    terms = analyze(question)
+    best: tuple[float, int, int] | None = None
+    for a, b in sentence_spans(passage.text):
+        cover = term_coverage(terms, passage.text[a:b], {})
+        if best is None or cover > best[0]:
+            best = (cover, a, b)
+    a, b = (best[1], best[2]) if best else (0, len(passage.text))
+    p = passage
+    return Citation(p.source, p.paragraph, p.text, p.char_start, p.char_end, p.score,
+                    p.text[a:b], p.char_start + a, p.char_start + b, p.title)
+
+
 def build_answer(
     question: str,
     question_vector: np.ndarray,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import store
-from .answer import Answer, Citation, build_answer
+from .answer import Answer, Citation, build_answer, highlight
 from .config import Settings, get_settings
 from .corpus import CorpusError, document_from_bytes, paragraphs
 from .embedding import Embedder, ModelInfo, OnnxEmbedder, TorchEmbedder, model_info, onnx_path_for
@@ -134,6 +134,11 @@ class Engine:
     def search(self, query: str, k: int | None = None) -> list[Passage]:
         query, k = self._check_query(query), self._check_k(k)
         return self._retrieve(query, k)[1]
+
+    def search_cited(self, query: str, k: int | None = None) -> list[Citation]:
+        """Search results in rank order, each with its best-matching sentence for highlighting."""
+        query = self._check_query(query)
+        return [highlight(query, p) for p in self.search(query, k)]
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         question, k = self._check_query(question, "question"), self._check_k(k)
