@@ -204,16 +204,14 @@ class Indexer:
         report.deleted = [s for s in deleted if s in kept]
         for source in report.deleted:
             kept.pop(source, None)
-        if not same_chunking:  # everything must be chunked again
-            kept = {s: v for s, v in kept.items() if s not in {d.source for d in docs}}
+        # Documents being re-indexed keep their old chunks in checkpoint snapshots until their new
+        # version is committed: an intermediate snapshot never loses a document.
         corpus_moved = prev is not None and prev.manifest.get("corpus") != str(root)
         if prev is not None and not todo and not report.deleted and not corpus_moved:
             report.documents_total, report.chunks_total = len(kept), prev.size
             if full_listing:
                 self._finish_cache()
             return
-        for d in todo:
-            kept.pop(d.source, None)
         manifest = self._manifest(root)
         cache = EmbeddingCache(self.index_dir / "embed-cache.sqlite", self.info.sha256, self.info.dim)
         try:

@@ -368,7 +368,22 @@ def verify_files(index_dir: Path, name: str, manifest: dict[str, Any]) -> None:
 
 
 def open_snapshot(index_dir: Path, model_sha256: str | None = None) -> Snapshot:
-    """Open the current snapshot, checking format, model and file checksums."""
+    """Open the current snapshot, checking format, model and file checksums.
+
+    A writer may commit twice and collect the snapshot we were about to open; when a read fails
+    and CURRENT has moved meanwhile, open the new one instead.
+    """
+    for _attempt in range(5):
+        name = current_name(index_dir)
+        try:
+            return _open(index_dir, model_sha256)
+        except (IndexCorrupt, IndexMissing):
+            if current_name(index_dir) == name:
+                raise
+    return _open(index_dir, model_sha256)
+
+
+def _open(index_dir: Path, model_sha256: str | None) -> Snapshot:
     name, manifest = read_manifest(index_dir)
     if model_sha256 is not None and manifest["model"]["sha256"] != model_sha256:
         raise IndexIncompatible(
