@@ -110,8 +110,10 @@ def chunk_document(
     """Split a document into chunks; see the module docstring for the rules."""
     text = doc.text
     chunks: list[Chunk] = []
+    max_chars = budget * 16  # no word-piece is longer than 16 characters in practice
     for para in paragraphs(text):
-        spans = sentence_spans(text, para.start, para.end)
+        spans = [piece for span in sentence_spans(text, para.start, para.end)
+                 for piece in _split_at_spaces(text, span, max_chars)]
         counts = count_tokens([text[a:b] for a, b in spans])
         units: list[tuple[int, int, int]] = []
         for span, n in zip(spans, counts, strict=True):
@@ -119,6 +121,22 @@ def chunk_document(
         for a, b, n in _windows(units, budget, overlap):
             chunks.append(Chunk(para.number, a, b, text[a:b], n))
     return chunks
+
+
+def _split_at_spaces(text: str, span: tuple[int, int], max_chars: int) -> list[tuple[int, int]]:
+    """Pre-cut a huge run-on "sentence" (a data dump, a line with no punctuation) at whitespace,
+    so that tokenizing it stays cheap; each piece is then measured like any sentence."""
+    a, b = span
+    if b - a <= max_chars:
+        return [span]
+    out = []
+    while b - a > max_chars:
+        cut = text.rfind(" ", a + max_chars // 2, a + max_chars)
+        cut = cut if cut > a else a + max_chars
+        out.append(_strip(text, a, cut))
+        a = cut
+    out.append(_strip(text, a, b))
+    return [(x, y) for x, y in out if y > x]
 
 
 def _windows(

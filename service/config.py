@@ -47,7 +47,7 @@ class Settings(BaseSettings):
 
     # --- ingestion and chunking --------------------------------------------------------
     extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".text", ".html", ".htm")
-    max_file_bytes: int = Field(64 * 1024 * 1024, description="Larger files are skipped with a reason.")
+    max_file_bytes: int = Field(32 * 1024 * 1024, description="Larger files are skipped with a reason.")
     chunk_tokens: int = Field(160, description="Word-piece budget of one chunk's own text.")
     chunk_overlap_sentences: int = Field(1, description="Sentences repeated when a paragraph is split.")
     title_tokens: int = Field(24, description="Word-pieces of the document title prepended for embedding.")

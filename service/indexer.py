@@ -220,7 +220,9 @@ class Indexer:
             bar = self._progress_bar(todo)
             for doc in todo:
                 chunks = self._chunk(doc)
-                vectors = self._embed([self._embed_text(doc, c) for c in chunks], cache)
+                title = self._title(doc.title)
+                texts = [embed_text(title, c.text, c.paragraph, self.settings.embed_title) for c in chunks]
+                vectors = self._embed(texts, cache)
                 report.chunks_embedded += len(chunks)
                 done.append((doc, chunks, vectors))
                 if bar is not None:
@@ -255,9 +257,8 @@ class Indexer:
         c = self._chunking()
         return chunk_document(doc, self.pieces.count, self.pieces.offsets, c["chunk_tokens"], c["overlap_sentences"])
 
-    def _embed_text(self, doc: Document, chunk: Chunk) -> str:
-        title = self.pieces.truncate(doc.title, self.settings.title_tokens)
-        return embed_text(title, chunk.text, chunk.paragraph, self.settings.embed_title)
+    def _title(self, title: str) -> str:
+        return self.pieces.truncate(title, self.settings.title_tokens)
 
     def _embed(self, texts: list[str], cache: EmbeddingCache) -> np.ndarray:
         out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
@@ -293,7 +294,7 @@ class Indexer:
         for position, source in enumerate(sorted(entries)):
             rec, chunks, vecs = entries[source]
             docs.append(rec)
-            title = self.pieces.truncate(rec.title, self.settings.title_tokens)
+            title = self._title(rec.title)
             for paragraph, start, end, n_tokens, text in chunks:
                 chunk_records.append(store.ChunkRecord(position, paragraph, start, end, n_tokens, text))
                 lexical.append(embed_text(title, text, paragraph, self.settings.embed_title))
