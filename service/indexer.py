@@ -28,6 +28,7 @@ from .embedding import Embedder, ModelInfo, TorchEmbedder, WordPieces, model_inf
 log = logging.getLogger(__name__)
 
 CHUNKER_VERSION = 1
+FLUSH_TEXTS = 256  # chunks gathered across documents before one embedding call
 
 
 @dataclass
@@ -217,19 +218,33 @@ class Indexer:
         try:
             last_commit = time.monotonic()
             done: list[tuple[Document, list[Chunk], np.ndarray]] = []
-            bar = self._progress_bar(todo)
-            for doc in todo:
+            pending: list[tuple[Document, list[Chunk], list[str]]] = []
+            bar = self._progress_bar(len(todo))
+
+            def flush() -> None:
+                # One encode call over many documents: the model sorts by length and batches well.
+                texts = [t for _doc, _chunks, ts in pending for t in ts]
+                vectors = self._embed(texts, cache)
+                offset = 0
+                for doc, chunks, ts in pending:
+                    done.append((doc, chunks, vectors[offset : offset + len(ts)]))
+                    offset += len(ts)
+                report.chunks_embedded += len(texts)
+                if bar is not None:
+                    bar.update(len(pending))
+                    bar.set_postfix(chunks=report.chunks_embedded, refresh=False)
+                pending.clear()
+
+            for position, doc in enumerate(todo, start=1):
                 chunks = self._chunk(doc)
                 title = self._title(doc.title)
-                texts = [embed_text(title, c.text, c.paragraph, self.settings.embed_title) for c in chunks]
-                vectors = self._embed(texts, cache)
-                report.chunks_embedded += len(chunks)
-                done.append((doc, chunks, vectors))
-                if bar is not None:
-                    bar.update(len(chunks))
-                if time.monotonic() - last_commit > self.settings.checkpoint_seconds and doc is not todo[-1]:
-                    self._commit(manifest, kept, done, report)
-                    last_commit = time.monotonic()
+                pending.append((doc, chunks, [embed_text(title, c.text, c.paragraph, self.settings.embed_title)
+                                              for c in chunks]))
+                if sum(len(p[2]) for p in pending) >= FLUSH_TEXTS or position == len(todo):
+                    flush()
+                    if time.monotonic() - last_commit > self.settings.checkpoint_seconds and position < len(todo):
+                        self._commit(manifest, kept, done, report)
+                        last_commit = time.monotonic()
             if bar is not None:
                 bar.close()
             self._commit(manifest, kept, done, report)
@@ -246,12 +261,12 @@ class Indexer:
             Path(str(path) + extra).unlink(missing_ok=True)
         self.ensure_query_encoder()
 
-    def _progress_bar(self, todo: list[Document]):  # noqa: ANN202 - tqdm or None
-        if not self.progress or not todo:
+    def _progress_bar(self, files: int):  # noqa: ANN202 - tqdm or None
+        if not self.progress or not files:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=None, unit="chunk", desc="embedding", file=sys.stderr, dynamic_ncols=True)
+        return tqdm(total=files, unit="file", desc="indexing", file=sys.stderr, dynamic_ncols=True)
 
     def _chunk(self, doc: Document) -> list[Chunk]:
         c = self._chunking()
@@ -266,12 +281,10 @@ class Indexer:
         for i, vec in cached.items():
             out[i] = vec
         missing = [i for i in range(len(texts)) if i not in cached]
-        step = max(1, self.settings.embed_batch_size * 4)
-        for j in range(0, len(missing), step):
-            part = missing[j : j + step]
-            vectors = self.embedder.embed([texts[i] for i in part])
-            cache.put_many([texts[i] for i in part], vectors)
-            out[part] = vectors
+        if missing:
+            vectors = self.embedder.embed([texts[i] for i in missing])
+            cache.put_many([texts[i] for i in missing], vectors)
+            out[missing] = vectors
         return out
 
     def _commit(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service import embed_cache, store
+from service import embed_cache, indexer, store
 from service.config import Settings
 from service.indexer import Indexer
 from tests.conftest import FakeEmbedder
@@ -60,6 +60,7 @@ def main() -> None:
     def committed(name: str, documents: int) -> None:
         print(f"committed {name} {documents}", flush=True)
 
+    indexer.FLUSH_TEXTS = 16  # many small flushes, so there are many commits to kill
     Indexer(settings, embedder=FakeEmbedder(), progress=False, on_commit=committed).sync(corpus)
     print("done", flush=True)
 
