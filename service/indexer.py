@@ -9,6 +9,8 @@ last commit, and the embeddings computed since then sit in the embedding cache f
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -97,13 +99,28 @@ class Indexer:
         return self._embedder
 
     def ensure_query_encoder(self) -> None:
-        """Export the ONNX query encoder next to the index if it is not there yet."""
+        """Put the ONNX query encoder next to the index if it is not there yet.
+
+        It is exported once per machine into the cache folder (a few seconds, torch needed) and
+        hard-linked (or copied) into each index, so an index folder is self-contained.
+        """
         target = onnx_path_for(self.index_dir, self.info)
-        embedder = self.embedder
-        if target.exists() or not isinstance(embedder, TorchEmbedder):
+        if target.exists():
             return
-        log.info("exporting the query encoder to %s", target)
-        embedder.export_onnx(target)
+        cached = onnx_path_for(Path(self.settings.cache_dir) / "models", self.info)
+        if not cached.exists():
+            embedder = self.embedder
+            if not isinstance(embedder, TorchEmbedder):
+                return
+            log.info("exporting the query encoder to %s", cached)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            embedder.export_onnx(cached)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        try:
+            os.link(cached, tmp)
+        except OSError:
+            shutil.copyfile(cached, tmp)
+        os.replace(tmp, target)
 
     # -- manifest -----------------------------------------------------------------------------
     def _chunking(self) -> dict[str, Any]:
