@@ -194,8 +194,10 @@
       if (isTarget) target = row;
     }
     if (target) {
-      const mark = target.querySelector("mark");
-      (mark || target).scrollIntoView({ block: "center" });
+      // Scroll the document panel only (not the page) to put the highlight a third of the way down.
+      const focus = target.querySelector("mark") || target;
+      const box = body.getBoundingClientRect();
+      body.scrollTop += focus.getBoundingClientRect().top - box.top - box.height / 3;
       if (window.matchMedia("(max-width: 960px)").matches) view.scrollIntoView({ block: "start" });
     }
   }
