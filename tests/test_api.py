@@ -188,6 +188,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("k string", "POST", "/v1/search", {"json": {"query": MYANMAR, "k": "abc"}}, 422, "invalid_request"),
     ("k bool", "POST", "/v1/search", {"json": {"query": MYANMAR, "k": True}}, 422, "invalid_request"),
     ("k float", "POST", "/v1/search", {"json": {"query": MYANMAR, "k": 2.5}}, 422, "invalid_request"),
+    ("k numeric string", "POST", "/v1/search", {"json": {"query": MYANMAR, "k": "3"}}, 422, "invalid_request"),
     ("unknown field", "POST", "/v1/search", {"json": {"query": MYANMAR, "kk": 2}}, 422, "invalid_request"),
     ("array body", "POST", "/v1/search", {"json": [MYANMAR]}, 422, "invalid_request"),
     ("malformed json", "POST", "/v1/search", {"content": b'{"query": "x",', "headers": JSON}, 400, "invalid_json"),

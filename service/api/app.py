@@ -211,10 +211,43 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # -- MCP over streamable HTTP at exactly /mcp -------------------------------------------------------
     app.router.routes.extend(mcp_routes)
 
+    _document_limits(app, settings)
+
     # Outermost last: metrics see every response, including the body limit's 413.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Show the limits that are settings (enforced by the engine) in this app's OpenAPI schema."""
+    generate = app.openapi
+
+    def text(prop: dict[str, Any]) -> None:
+        # not blank, no NUL (the engine refuses both)
+        prop.update(minLength=1, maxLength=settings.max_query_chars, pattern=r"^[^\u0000]*[^\s\u0000][^\u0000]*$")
+
+    def integer(prop: dict[str, Any], maximum: int) -> None:
+        for alt in prop.get("anyOf", [prop]):
+            if alt.get("type") == "integer":
+                alt["maximum"] = maximum
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # cached by FastAPI after the first call; the updates below are idempotent
+        models = schema["components"]["schemas"]
+        for model, field in (("SearchRequest", "query"), ("AskRequest", "question"), ("ContextRequest", "query")):
+            text(models[model]["properties"][field])
+        for model in ("SearchRequest", "AskRequest"):
+            integer(models[model]["properties"]["k"], settings.max_k)
+        integer(models["ContextRequest"]["properties"]["max_tokens"], settings.max_context_tokens)
+        for param in schema["paths"]["/v1/search"]["get"]["parameters"]:
+            if param["name"] == "q":
+                text(param["schema"])
+            elif param["name"] == "k":
+                integer(param["schema"], settings.max_k)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _path_param(description: str) -> Any:

@@ -58,7 +58,7 @@ def _where(loc: tuple[Any, ...]) -> str:
 def validation_message(errors: list[dict[str, Any]]) -> str:
     msgs = []
     for e in errors[:5]:
-        msg = str(e.get("msg", "invalid"))
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         msgs.append(f"{_where(tuple(e.get('loc', ())))}: {msg}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "; ".join(msgs) + more

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 QUESTION = "who visited Myanmar?"
 SOURCE = "seeds/003_517cb5bd72187ee7.txt"
@@ -28,11 +28,18 @@ def _encodable(value: str) -> str:
     return value
 
 
+def _number(value: Any) -> Any:
+    """JSON numbers only: ``true`` or ``"5"`` is not a count (``5.0`` is, as in JSON Schema)."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_encodable)]
+Count = Annotated[int, Field(ge=1), BeforeValidator(_number)]
 K = Annotated[
-    int | None,
-    Field(strict=True, ge=1, description="How many paragraphs to return (1 to ASK_MAX_K, 50 by default). "
-                                         "Default ASK_DEFAULT_K (5)."),
+    Count | None,
+    Field(description="Paragraphs to return: 1 to ASK_MAX_K (50); default ASK_DEFAULT_K (5)."),
 ]
 
 
@@ -135,7 +142,7 @@ class AskResponse(BaseModel):
 # -- context ---------------------------------------------------------------------------------------------
 class ContextRequest(BaseModel):
     query: Text = Field(description="What the prompt is about.")
-    max_tokens: int = Field(2000, strict=True, ge=1,
+    max_tokens: Count = Field(2000,
                             description="Token budget (tiktoken cl100k) of the packed context, up to "
                                         "ASK_MAX_CONTEXT_TOKENS (32000).")
 
