@@ -494,3 +494,75 @@ def test_put_body_over_limit_is_413(private: tuple[str, Settings]) -> None:
     r = httpx.put(f"{url}/v1/documents/seeds/big.txt", content=big, timeout=120)
     assert_error(r, 413, "body_too_large")
     assert not (settings.corpus / "big.txt").exists()
+
+
+# -- the event loop stays free, and `python -m service serve` end to end ---------------------------------
+class _Blocking:
+    """The seed engine, except that searches wait until released (to hold a worker thread busy)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def search_cited(self, query: str, k: int | None = None) -> Any:
+        self.entered.set()
+        assert self.release.wait(120)
+        return self._engine.search_cited(query, k)
+
+
+def test_engine_work_does_not_block_the_event_loop(api_settings: Settings, seed_engine: Engine) -> None:
+    engine = _Blocking(seed_engine)
+    with LiveServer(create_app(api_settings, engine)) as url, ThreadPoolExecutor(1) as pool:  # type: ignore[arg-type]
+        slow = pool.submit(httpx.post, f"{url}/v1/search", json={"query": MYANMAR}, timeout=120)
+        assert engine.entered.wait(60)
+        # While a search holds a worker thread, the server still answers other requests.
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+        assert httpx.get(f"{url}/v1/documents", timeout=30).status_code == 200
+        assert not slow.done()
+        engine.release.set()
+        assert slow.result().status_code == 200
+
+
+def test_serve_command_and_ask_server(seed_index: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ASK_CORPUS": str(seed_index / "seeds"),
+           "ASK_CACHE_DIR": str(seed_index / "cache")}
+    env.pop("ASK_API_KEY", None)
+    env.pop("ASK_SERVER", None)
+    proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--index", str(seed_index / "index"),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=10)
+            time.sleep(0.2)
+        r = subprocess.run([sys.executable, "-m", "service", "ask", "--server", url, "--json", MYANMAR],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        result = json.loads(r.stdout)
+        assert "Liu Zhongyi" in result["answer"] and result["citations"][0]["source"] == SEED_003
+        r = subprocess.run([sys.executable, "-m", "service", "ask", "--server", url, "   "],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "422" in r.stderr and "empty" in r.stderr
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert out == "" and f"serving on {url}/" in err
