@@ -21,7 +21,15 @@ from . import store
 from .answer import Answer, Citation, build_answer, highlight
 from .config import Settings, get_settings
 from .corpus import CorpusError, document_from_bytes, paragraphs
-from .embedding import Embedder, ModelInfo, OnnxEmbedder, TorchEmbedder, model_info, onnx_path_for
+from .embedding import (
+    BatchingEmbedder,
+    Embedder,
+    ModelInfo,
+    OnnxEmbedder,
+    TorchEmbedder,
+    model_info,
+    onnx_path_for,
+)
 from .retrieval import Passage, Retriever
 
 log = logging.getLogger(__name__)
@@ -83,7 +91,7 @@ class Engine:
         if self._embedder is None:
             onnx = onnx_path_for(self.index_dir, self.info)
             if self.settings.query_backend == "onnx" and onnx.exists():
-                self._embedder = OnnxEmbedder(self.info, onnx)
+                self._embedder = BatchingEmbedder(OnnxEmbedder(self.info, onnx))
             else:
                 if self.settings.query_backend == "onnx":
                     log.warning("no ONNX query encoder at %s; using sentence-transformers (slower start)", onnx)

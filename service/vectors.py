@@ -20,6 +20,10 @@ def _faiss():  # noqa: ANN202
 
     # Batched queries use BLAS above this many queries; keep single queries on the fast path.
     faiss.cvar.distance_compute_blas_threshold = 4
+    # One search is small: OpenMP's thread team costs more than it saves, and on a busy 2-core
+    # machine its spinning threads made a 100-vector search take 10 ms. Parallelism comes from
+    # concurrent requests instead.
+    faiss.omp_set_num_threads(1)
     return faiss
 
 
