@@ -70,14 +70,15 @@ def _ask_remote(server: str, question: str, k: int | None) -> dict[str, Any]:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    settings = _settings(args)
     question = " ".join(args.question)
-    if settings.server:
+    server = args.server or os.environ.get("ASK_SERVER")
+    if server:  # the fast path: no settings, no index, no model in this process
         try:
-            result = _ask_remote(settings.server, question, args.k)
+            result = _ask_remote(server, question, args.k)
         except RuntimeError as exc:
             return _fail(str(exc))
     else:
+        settings = _settings(args)
         from . import store
         from .engine import Engine, QueryError
 
