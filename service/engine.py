@@ -193,8 +193,9 @@ class Engine:
         return self._current().snapshot.documents()
 
     def document(self, source: str) -> dict[str, Any]:
-        source = self._check_source(source, self._current().snapshot.manifest["corpus"])
-        rec = self._current().snapshot.document(source)
+        snap = self._current().snapshot
+        source = self._check_source(source, snap.manifest["corpus"])
+        rec = snap.document(source)
         if rec is None:
             raise NotFound(f"no document {source!r} in the index")
         return {
