@@ -11,7 +11,6 @@ Both produce L2-normalised float32 vectors; a test checks that they agree to cos
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -26,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from .config import PACKAGED_MODEL
+from .files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,6 @@ def resolve_model_dir(name: str, offline: bool = True) -> Path:
     return Path(snapshot_download(name))
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_info(name: str, offline: bool = True) -> ModelInfo:
     """Identify a model without loading it: weights hash, dimension, max sequence length."""
     import json
@@ -91,7 +83,7 @@ def model_info(name: str, offline: bool = True) -> ModelInfo:
     if st_config.exists():
         max_len = int(json.loads(st_config.read_text()).get("max_seq_length", max_len))
     max_len = min(max_len, int(config.get("max_position_embeddings", max_len)))
-    return ModelInfo(name, path, _sha256_file(weights), int(config["hidden_size"]), max_len)
+    return ModelInfo(name, path, sha256_file(weights), int(config["hidden_size"]), max_len)
 
 
 class Embedder(Protocol):

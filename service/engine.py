@@ -9,7 +9,6 @@ start to end: it sees either the old or the new state, never a mix.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -30,6 +29,7 @@ from .embedding import (
     model_info,
     onnx_path_for,
 )
+from .files import atomic_write
 from .retrieval import Passage, Retriever
 
 log = logging.getLogger(__name__)
@@ -246,12 +246,7 @@ class Engine:
             raise QueryError(f"the document cannot be indexed: {exc}") from None
         with self._write_lock:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+            atomic_write(target, data)
             report = self._indexer().apply([doc], [])
         self._current()
         return {"source": source, "snapshot": report.snapshot, "chunks": report.chunks_embedded,

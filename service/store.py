@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import vectors as vector_index
+from .files import atomic_write, fsync_dir, sha256_file
 from .lexical import LexicalIndex
 
 FORMAT_VERSION = 1
@@ -113,28 +113,12 @@ CREATE INDEX chunks_doc ON chunks(doc, paragraph);
 """
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(path: Path) -> None:
     for root, _dirs, files in os.walk(path):
         for name in files:
             with open(os.path.join(root, name), "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(Path(root))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        fsync_dir(Path(root))
 
 
 def current_name(index_dir: Path) -> str | None:
@@ -197,7 +181,7 @@ def write_snapshot(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             counts={"documents": len(docs), "chunks": len(chunks)},
             vector_index=vector_index.kind(index),
-            files={f: {"size": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in _FILES},
+            files={f: {"size": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f)} for f in _FILES},
         )
         (tmp / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=True))
         _fsync_tree(tmp)
@@ -205,14 +189,8 @@ def write_snapshot(
         if final.exists():  # left by a writer that crashed before switching CURRENT
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _fsync_dir(index_dir)
-        pointer = index_dir / f".{CURRENT}.tmp"
-        with open(pointer, "w") as f:
-            f.write(name + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(pointer, index_dir / CURRENT)
-        _fsync_dir(index_dir)
+        fsync_dir(index_dir)
+        atomic_write(index_dir / CURRENT, f"{name}\n".encode())
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
@@ -360,7 +338,7 @@ def verify_files(index_dir: Path, name: str, manifest: dict[str, Any]) -> None:
             size = path.stat().st_size
         except OSError:
             size = -1
-        if size != expect["size"] or _sha256(path) != expect["sha256"]:
+        if size != expect["size"] or sha256_file(path) != expect["sha256"]:
             raise IndexCorrupt(
                 f"index file {path} is missing, truncated or altered (checksum mismatch); rebuild with "
                 f"`python -m service index --index {index_dir} --rebuild`"
