@@ -149,6 +149,13 @@ def test_page_and_static_files(client: httpx.Client) -> None:
     assert_error(client.get("/static/missing.js"), 404, "not_found")
 
 
+def test_docs_pages_work_offline(client: httpx.Client) -> None:
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page).text
+        assert f"/static-offline-docs/{asset}" in html and "cdn." not in html
+        assert client.get(f"/static-offline-docs/{asset}").status_code == 200
+
+
 def test_openapi_documents_every_endpoint_with_examples(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Route
 
@@ -104,7 +105,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         async with session_manager.run():
             yield
 
-    app = FastAPI(
+    # Docs pages (Swagger UI, ReDoc) with their scripts served locally: the service works offline.
+    app = FastAPIOffline(
         title="ask", version="0.1.0", summary="Cited answers from your own articles.", description=DESCRIPTION,
         openapi_tags=TAGS, lifespan=lifespan,
     )
