@@ -93,7 +93,9 @@ def run_ask(args: argparse.Namespace) -> int:
             if code:
                 return code
         try:
-            result = Engine(settings).ask(question, args.k).as_dict()
+            # A one-shot question checks file sizes and edges, not every byte (servers hash it all).
+            quick = settings.model_copy(update={"full_checksums": False}) if "ASK_FULL_CHECKSUMS" not in os.environ else settings
+            result = Engine(quick).ask(question, args.k).as_dict()
         except (QueryError, store.StoreError) as exc:
             return _fail(str(exc))
     if args.json:

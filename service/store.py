@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ FORMAT_VERSION = 1
 CURRENT = "CURRENT"
 _SNAP_PREFIX = "snap-"
 _FILES = ("meta.sqlite", "vectors.npy", "vectors.faiss")
+_EDGE = 1 << 20
 
 
 class StoreError(RuntimeError):
@@ -181,7 +183,8 @@ def write_snapshot(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             counts={"documents": len(docs), "chunks": len(chunks)},
             vector_index=vector_index.kind(index),
-            files={f: {"size": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f)} for f in _FILES},
+            files={f: {"size": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f), "edges": _edges(tmp / f)}
+                   for f in _FILES},
         )
         (tmp / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=True))
         _fsync_tree(tmp)
@@ -330,22 +333,39 @@ def read_manifest(index_dir: Path) -> tuple[str, dict[str, Any]]:
     return name, manifest
 
 
-def verify_files(index_dir: Path, name: str, manifest: dict[str, Any]) -> None:
-    """Detect truncated or altered files before FAISS or SQLite trip over them."""
+def _edges(path: Path) -> str:
+    """sha256 of a file's first and last MiB: catches truncation and torn writes in milliseconds."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        h.update(f.read(_EDGE))
+        f.seek(max(0, path.stat().st_size - _EDGE))
+        h.update(f.read(_EDGE))
+    return h.hexdigest()
+
+
+def verify_files(index_dir: Path, name: str, manifest: dict[str, Any], full: bool = True) -> None:
+    """Detect truncated or altered files before FAISS or SQLite trip over them.
+
+    ``full`` hashes every byte (servers and writers); otherwise sizes and the first and last MiB
+    are checked, which keeps a one-shot ``ask`` fast on a large index.
+    """
     for fname, expect in manifest.get("files", {}).items():
         path = index_dir / name / fname
         try:
-            size = path.stat().st_size
+            ok = path.stat().st_size == expect["size"] and (
+                sha256_file(path) == expect["sha256"] if full or "edges" not in expect
+                else _edges(path) == expect["edges"]
+            )
         except OSError:
-            size = -1
-        if size != expect["size"] or sha256_file(path) != expect["sha256"]:
+            ok = False
+        if not ok:
             raise IndexCorrupt(
                 f"index file {path} is missing, truncated or altered (checksum mismatch); rebuild with "
                 f"`python -m service index --index {index_dir} --rebuild`"
             )
 
 
-def open_snapshot(index_dir: Path, model_sha256: str | None = None) -> Snapshot:
+def open_snapshot(index_dir: Path, model_sha256: str | None = None, full_check: bool = True) -> Snapshot:
     """Open the current snapshot, checking format, model and file checksums.
 
     A writer may commit twice and collect the snapshot we were about to open; when a read fails
@@ -354,14 +374,14 @@ def open_snapshot(index_dir: Path, model_sha256: str | None = None) -> Snapshot:
     for _attempt in range(5):
         name = current_name(index_dir)
         try:
-            return _open(index_dir, model_sha256)
+            return _open(index_dir, model_sha256, full_check)
         except (IndexCorrupt, IndexMissing):
             if current_name(index_dir) == name:
                 raise
-    return _open(index_dir, model_sha256)
+    return _open(index_dir, model_sha256, full_check)
 
 
-def _open(index_dir: Path, model_sha256: str | None) -> Snapshot:
+def _open(index_dir: Path, model_sha256: str | None, full_check: bool) -> Snapshot:
     name, manifest = read_manifest(index_dir)
     if model_sha256 is not None and manifest["model"]["sha256"] != model_sha256:
         raise IndexIncompatible(
@@ -370,5 +390,5 @@ def _open(index_dir: Path, model_sha256: str | None) -> Snapshot:
             f"{model_sha256[:12]}…; rebuild with `python -m service index --index {index_dir} --rebuild` "
             "or configure the same model"
         )
-    verify_files(index_dir, name, manifest)
+    verify_files(index_dir, name, manifest, full_check)
     return Snapshot(index_dir, name, manifest)

@@ -136,3 +136,16 @@ def test_unwritable_index_folder_keeps_old_index(settings: Settings, fake_embedd
     assert store.current_name(settings.index) == first
     assert not list(settings.index.glob(".tmp-*"))
     assert [d["source"] for d in Engine(settings, embedder=fake_embedder).documents()] == ["corpus/a.txt"]
+
+
+def test_altered_file_is_caught_by_the_full_check(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    name = sync(settings, fake_embedder).snapshot
+    path: Path = settings.index / name / "vectors.npy"
+    data = bytearray(path.read_bytes())
+    data[len(data) - 8] ^= 0xFF  # same size, one flipped byte in the last MiB
+    path.write_bytes(bytes(data))
+    with pytest.raises(store.IndexCorrupt, match="checksum"):
+        store.open_snapshot(settings.index, fake_embedder.info.sha256, full_check=False)
+    with pytest.raises(store.IndexCorrupt, match="checksum"):
+        Engine(settings, embedder=fake_embedder).search("apples")
