@@ -59,14 +59,20 @@ class Settings(BaseSettings):
     # --- retrieval and answers ---------------------------------------------------------
     default_k: int = 5
     max_k: int = 50
-    candidates: int = Field(100, description="Chunks fetched from each retriever before fusion.")
-    fusion: Literal["rrf", "weighted", "dense", "bm25"] = "rrf"
+    candidates: int = Field(200, description="Chunks fetched from each retriever before fusion.")
+    fusion: Literal["rrf", "weighted", "dense", "bm25"] = Field(
+        "weighted", description="How dense and BM25 results combine: weighted (normalised scores), rrf, dense, bm25."
+    )
     rrf_k: int = 60
     dense_weight: float = Field(0.5, description="Dense share in weighted fusion (BM25 gets the rest).")
     abstain_threshold: float = Field(
         0.35, description="Answer only when the best sentence's score reaches this (else answer is null)."
     )
     reranker: str | None = Field(None, description="Optional sentence-transformers CrossEncoder model.")
+    rerank_depth: int = Field(20, description="Paragraphs the reranker rescores (at least k).")
+    full_checksums: bool = Field(
+        True, description="Hash every index file at open; false checks sizes and file edges only (fast `ask`)."
+    )
     hnsw_threshold: int = Field(50_000, description="Vectors above which the index is HNSW, not exact.")
 
     # --- service -------------------------------------------------------------------------

@@ -60,8 +60,7 @@ class _Live:
 
     def __init__(self, snapshot: store.Snapshot, settings: Settings) -> None:
         self.snapshot = snapshot
-        self.retriever = Retriever(snapshot, settings.fusion, settings.candidates, settings.rrf_k,
-                                   settings.dense_weight)
+        self.retriever = Retriever.from_settings(snapshot, settings)
 
 
 class Engine:
@@ -105,7 +104,7 @@ class Engine:
             return live
         with self._lock:
             if self._live is None or self._live.snapshot.name != store.current_name(self.index_dir):
-                snap = store.open_snapshot(self.index_dir, self.info.sha256)
+                snap = store.open_snapshot(self.index_dir, self.info.sha256, self.settings.full_checksums)
                 self._live = _Live(snap, self.settings)
             return self._live
 

@@ -29,7 +29,7 @@ from .embedding import Embedder, ModelInfo, TorchEmbedder, WordPieces, model_inf
 
 log = logging.getLogger(__name__)
 
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2  # 2: sentences of split paragraphs are chunks too
 FLUSH_TEXTS = 256  # chunks gathered across documents before one embedding call
 
 

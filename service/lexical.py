@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_EMPTY = "EMPTY"
 
 
 @lru_cache(maxsize=1)
@@ -44,7 +45,8 @@ class LexicalIndex:
 
     @property
     def size(self) -> int:
-        return int(self.retriever.scores["num_docs"])
+        scores = getattr(self.retriever, "scores", None)
+        return int(scores["num_docs"]) if scores else 0
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
@@ -58,6 +60,9 @@ class LexicalIndex:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        if not hasattr(self.retriever, "scores"):  # nothing was indexed (an empty corpus)
+            (folder / _EMPTY).write_text("")
+            return
         self.retriever.save(str(folder), show_progress=False)
 
     @classmethod
@@ -65,6 +70,8 @@ class LexicalIndex:
         import bm25s
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)
+        if (folder / _EMPTY).exists():
+            return cls(bm25s.BM25())
         return cls(bm25s.BM25.load(str(folder), mmap=True, show_progress=False))
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,18 +1,38 @@
-"""Dense and lexical search over one snapshot, fusion, and collapse to paragraphs.
+"""Dense and lexical search over one snapshot, fusion at the paragraph level, and reranking.
 
-``k`` counts paragraphs the user sees: chunks of the same paragraph (overlapping windows of a long
-paragraph) are collapsed to the best one.
+``k`` counts paragraphs the user sees. Each retriever's chunk ranking is first collapsed to a
+paragraph ranking (a paragraph ranks where its best chunk ranks, with that chunk's score), and
+the two paragraph rankings are fused. Fusing paragraphs rather than chunks matters when a long
+paragraph is split into overlapping windows: the window that matches the question's words and the
+window that matches its meaning may differ, and the paragraph deserves credit from both. The
+passage returned for a paragraph is its chunk with the best chunk-level fused score.
+
+Fusions: ``rrf`` (reciprocal rank fusion), ``weighted`` (min-max normalised scores, weighted sum),
+``dense`` or ``bm25`` alone. An optional cross-encoder (``service.rerank``) reorders the best
+``rerank_depth`` paragraphs.
+
+A paragraph's chunks are windows and, for paragraphs of several sentences, the sentences too (see
+``service.chunking``). When the best chunk is a sentence, the passage shown is the window holding
+it (the best-scoring one when windows overlap), so a citation always reads as a passage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import vectors as vector_index
 from .store import Snapshot
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .rerank import Reranker
+
+FUSIONS = ("rrf", "weighted", "dense", "bm25")
+MAX_PARAGRAPH_CHUNKS = 256  # chunks of one paragraph read to find the window around its best chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +44,9 @@ class Passage:
     text: str
     char_start: int
     char_end: int
-    score: float  # the fused score that ranks results
-    dense: float  # cosine similarity of the query and the chunk
-    lexical: float  # BM25 score (0 when no query term matches)
+    score: float  # the fused score that ranks results (the cross-encoder's score when reranked)
+    dense: float  # cosine similarity of the query and this passage (the chunk shown)
+    lexical: float  # BM25 score of the paragraph's best chunk (0 when no query term matches)
 
 
 def rrf(rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None) -> dict[int, float]:
@@ -77,55 +97,154 @@ def collapse(order: Sequence[int], chunk_doc: np.ndarray, chunk_paragraph: np.nd
     return out
 
 
+def paragraph_ids(chunk_doc: np.ndarray, chunk_paragraph: np.ndarray) -> np.ndarray:
+    """A dense id per (document, paragraph) for every chunk; ids follow (document, paragraph) order."""
+    if len(chunk_doc) == 0:
+        return np.zeros(0, np.int64)
+    key = (np.asarray(chunk_doc, np.int64) << 32) | np.asarray(chunk_paragraph, np.int64)
+    return np.unique(key, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+def by_paragraph(ids: Sequence[int], scores: Sequence[float], para: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """A chunk ranking (best first) as a paragraph ranking: each paragraph at its best chunk."""
+    seen: set[int] = set()
+    out_ids: list[int] = []
+    out_scores: list[float] = []
+    for cid, s in zip(ids, scores, strict=True):
+        p = int(para[int(cid)])
+        if p not in seen:
+            seen.add(p)
+            out_ids.append(p)
+            out_scores.append(float(s))
+    return out_ids, np.asarray(out_scores, dtype=np.float64)
+
+
+def fuse(
+    fusion: str,
+    dense: tuple[Sequence[int], np.ndarray],
+    lexical: tuple[Sequence[int], np.ndarray],
+    rrf_k: int = 60,
+    dense_weight: float = 0.5,
+) -> dict[int, float]:
+    """Scores of the items of two rankings (each best first) under one fusion."""
+    if fusion == "dense":
+        return {int(i): float(s) for i, s in zip(*dense, strict=True)}
+    if fusion == "bm25":
+        return {int(i): float(s) for i, s in zip(*lexical, strict=True)}
+    if fusion == "weighted":
+        return weighted(dense, lexical, dense_weight)
+    if fusion == "rrf":
+        return rrf([dense[0], lexical[0]], rrf_k)
+    raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+
+
 class Retriever:
     def __init__(self, snapshot: Snapshot, fusion: str = "rrf", candidates: int = 100, rrf_k: int = 60,
-                 dense_weight: float = 0.5) -> None:
+                 dense_weight: float = 0.5, reranker: Reranker | None = None, rerank_depth: int = 20) -> None:
         self.snapshot = snapshot
         self.fusion = fusion
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth
         self._matrix = np.load(snapshot.path / "vectors.npy", mmap_mode="r")
+        self._para = paragraph_ids(snapshot.chunk_doc, snapshot.chunk_paragraph)
+        # The chunks of paragraph p are _by_para[_bounds[p]:_bounds[p + 1]], in chunk (text) order.
+        self._by_para = np.argsort(self._para, kind="stable")
+        self._bounds = np.searchsorted(self._para[self._by_para], np.arange(int(self._para.max(initial=-1)) + 2))
+
+    @classmethod
+    def from_settings(cls, snapshot: Snapshot, settings: Settings) -> Retriever:
+        """The retriever the settings describe (fusion, candidates, reranker)."""
+        reranker = None
+        if settings.reranker:
+            from .rerank import load_reranker
+
+            reranker = load_reranker(settings.reranker, settings.offline)
+        return cls(snapshot, settings.fusion, settings.candidates, settings.rrf_k, settings.dense_weight,
+                   reranker, settings.rerank_depth)
 
     def dense_scores(self, query_vector: np.ndarray, ids: Sequence[int]) -> np.ndarray:
         if not len(ids):
             return np.zeros(0, np.float32)
         return np.asarray(self._matrix[np.asarray(ids, dtype=np.int64)] @ query_vector, dtype=np.float32)
 
-    def search(self, query: str, query_vector: np.ndarray, k: int, fusion: str | None = None) -> list[Passage]:
+    def _windows(self, paragraphs: Sequence[int], best: dict[int, int], chunk_fused: dict[int, float]) -> list[int]:
+        """For each paragraph, the window (a chunk no other chunk contains) holding its best chunk."""
+        wanted: dict[int, np.ndarray] = {}
+        for p in paragraphs:
+            ids = self._by_para[self._bounds[p] : self._bounds[p + 1]]
+            if len(ids) > MAX_PARAGRAPH_CHUNKS:  # chunks are in text order: look around the best one
+                at = int(np.searchsorted(ids, best[p]))
+                ids = ids[max(0, at - MAX_PARAGRAPH_CHUNKS // 2) : at + MAX_PARAGRAPH_CHUNKS // 2]
+            wanted[p] = ids
+        if all(len(ids) == 1 for ids in wanted.values()):
+            return [best[p] for p in paragraphs]
+        spans = {r.id: (r.char_start, r.char_end) for r in self.snapshot.chunk_rows(
+            np.concatenate(list(wanted.values())).tolist())}
+        out = []
+        for p in paragraphs:
+            a, b = spans.get(best[p], (0, 0))
+            chunks = sorted((spans[int(c)][0], -spans[int(c)][1], int(c)) for c in wanted[p] if int(c) in spans)
+            holding: list[int] = []
+            reach = -1
+            for start, neg_end, cid in chunks:
+                if -neg_end > reach:  # not inside an earlier chunk: a window
+                    reach = -neg_end
+                    if start <= a and b <= -neg_end:
+                        holding.append(cid)
+            out.append(min(holding, key=lambda c: (-chunk_fused.get(c, -np.inf), c)) if holding else best[p])
+        return out
+
+    def candidates_for(self, query: str, query_vector: np.ndarray, fusion: str, n: int | None = None
+                       ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The (chunk ids, scores) lists, best first, of the dense and the lexical retriever."""
         snap = self.snapshot
-        if snap.size == 0:
-            return []
-        fusion = fusion or self.fusion
-        n = min(self.candidates, snap.size)
-        d_ids: np.ndarray = np.zeros(0, np.int64)
-        d_scores: np.ndarray = np.zeros(0, np.float32)
-        l_ids: np.ndarray = np.zeros(0, np.int64)
-        l_scores: np.ndarray = np.zeros(0, np.float32)
+        n = min(n or self.candidates, snap.size)
+        dense = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        lexical = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         if fusion != "bm25":
             ids, scores = vector_index.search(snap.vectors, query_vector[None, :], n)
             keep = ids[0] >= 0
-            d_ids, d_scores = ids[0][keep], scores[0][keep]
+            dense = (ids[0][keep].astype(np.int64), scores[0][keep])
         if fusion != "dense":
-            l_ids, l_scores = snap.lexical.search(query, n)
-        if fusion == "dense":
-            fused = {int(i): float(s) for i, s in zip(d_ids, d_scores, strict=True)}
-        elif fusion == "bm25":
-            fused = {int(i): float(s) for i, s in zip(l_ids, l_scores, strict=True)}
-        elif fusion == "weighted":
-            fused = weighted((d_ids, d_scores), (l_ids, l_scores), self.dense_weight)
-        else:
-            fused = rrf([d_ids, l_ids], self.rrf_k)
-        top = collapse(ranked(fused), snap.chunk_doc, snap.chunk_paragraph, k)
-        lexical = {int(i): float(s) for i, s in zip(l_ids, l_scores, strict=True)}
-        dense = dict(zip(top, self.dense_scores(query_vector, top).tolist(), strict=True))
+            lexical = snap.lexical.search(query, n)
+        return dense, lexical
+
+    def search(self, query: str, query_vector: np.ndarray, k: int, fusion: str | None = None,
+               rerank: bool = True) -> list[Passage]:
+        """The best ``k`` paragraphs for the query, each as its best-matching chunk."""
+        snap = self.snapshot
+        if snap.size == 0 or k <= 0:
+            return []
+        fusion = fusion or self.fusion
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+        dense, lexical = self.candidates_for(query, query_vector, fusion)
+        para = self._para
+        fused = fuse(fusion, by_paragraph(*dense, para), by_paragraph(*lexical, para), self.rrf_k, self.dense_weight)
+        reranker = self.reranker if rerank else None
+        depth = max(k, self.rerank_depth) if reranker is not None else k
+        top_paragraphs = ranked(fused)[:depth]
+        # The best chunk of a paragraph: the best chunk-level fused score; then the window holding it.
+        chunk_fused = fuse(fusion, dense, lexical, self.rrf_k, self.dense_weight)
+        best: dict[int, int] = {}
+        for cid in ranked(chunk_fused):
+            best.setdefault(int(para[cid]), cid)
+        top = self._windows(top_paragraphs, best, chunk_fused)
+        lexical_best = dict(zip(*by_paragraph(*lexical, para), strict=True))
+        cosine = dict(zip(top, self.dense_scores(query_vector, top).tolist(), strict=True))
         rows = {r.id: r for r in snap.chunk_rows(top)}
-        return [
+        passages = [
             Passage(
                 chunk_id=cid, source=rows[cid].source, title=rows[cid].title, paragraph=rows[cid].paragraph,
                 text=rows[cid].text, char_start=rows[cid].char_start, char_end=rows[cid].char_end,
-                score=fused[cid], dense=dense[cid], lexical=lexical.get(cid, 0.0),
+                score=fused[p], dense=cosine[cid], lexical=float(lexical_best.get(p, 0.0)),
             )
-            for cid in top
+            for p, cid in zip(top_paragraphs, top, strict=True)
             if cid in rows
         ]
+        if reranker is not None and passages:
+            return reranker.rerank(query, passages, k)
+        return passages

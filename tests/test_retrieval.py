@@ -1,0 +1,192 @@
+"""Fusion, paragraph collapse and the retriever over a small index (fake embedder)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import store
+from service.config import Settings
+from service.indexer import Indexer
+from service.retrieval import (
+    FUSIONS,
+    Retriever,
+    by_paragraph,
+    collapse,
+    fuse,
+    paragraph_ids,
+    ranked,
+    rrf,
+    weighted,
+)
+
+from .conftest import FakeEmbedder, write
+
+
+# -- fusion ----------------------------------------------------------------------------------------------
+def test_rrf_sums_reciprocal_ranks() -> None:
+    fused = rrf([[1, 2, 3], [3, 1]], k=60)
+    assert fused[1] == pytest.approx(1 / 61 + 1 / 62)
+    assert fused[2] == pytest.approx(1 / 62)
+    assert fused[3] == pytest.approx(1 / 63 + 1 / 61)
+    assert ranked(fused) == [1, 3, 2]
+
+
+def test_rrf_ties_break_by_smaller_id() -> None:
+    # 7 is first in one list and 4 first in the other: equal scores, so the smaller id comes first.
+    fused = rrf([[7, 4], [4, 7]])
+    assert fused[4] == fused[7]
+    assert ranked(fused) == [4, 7]
+    assert ranked({9: 1.0, 2: 1.0, 5: 1.0}) == [2, 5, 9]
+
+
+def test_rrf_is_independent_of_list_order() -> None:
+    a, b = [5, 1, 9, 3], [3, 8, 5]
+    assert ranked(rrf([a, b])) == ranked(rrf([b, a]))
+    assert rrf([a, b]) == rrf([b, a])
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "weighted"])
+def test_fusion_is_independent_of_which_side_is_which_when_symmetric(fusion: str) -> None:
+    a = ([1, 2, 3], np.array([0.9, 0.5, 0.1]))
+    b = ([3, 4], np.array([7.0, 2.0]))
+    assert ranked(fuse(fusion, a, b, dense_weight=0.5)) == ranked(fuse(fusion, b, a, dense_weight=0.5))
+
+
+def test_fusion_with_one_side_empty_keeps_the_other_order() -> None:
+    empty = ([], np.zeros(0))
+    dense = ([4, 2, 8], np.array([0.8, 0.7, 0.1]))
+    for fusion in ("rrf", "weighted"):
+        assert ranked(fuse(fusion, dense, empty)) == [4, 2, 8]
+        assert ranked(fuse(fusion, empty, dense)) == [4, 2, 8]
+    assert fuse("rrf", empty, empty) == {} and fuse("weighted", empty, empty) == {}
+    assert fuse("bm25", dense, empty) == {}
+
+
+def test_weighted_min_max_normalises_each_side() -> None:
+    fused = weighted(([1, 2], np.array([0.9, 0.3])), ([2, 3], np.array([12.0, 4.0])), dense_weight=0.5)
+    assert fused == pytest.approx({1: 0.5, 2: 0.5, 3: 0.0})
+    one = weighted(([5], np.array([0.2])), ([], np.zeros(0)), dense_weight=0.7)
+    assert one == pytest.approx({5: 0.7}), "a single candidate normalises to 1"
+
+
+def test_dense_weight_moves_the_order() -> None:
+    d, lex = ([1, 2], np.array([0.9, 0.1])), ([2, 1], np.array([9.0, 1.0]))
+    assert ranked(fuse("weighted", d, lex, dense_weight=0.9))[0] == 1
+    assert ranked(fuse("weighted", d, lex, dense_weight=0.1))[0] == 2
+
+
+def test_unknown_fusion_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown fusion"):
+        fuse("sum", ([], np.zeros(0)), ([], np.zeros(0)))
+
+
+# -- collapse to paragraphs ---------------------------------------------------------------------------------
+def test_paragraph_ids_and_by_paragraph_keep_the_best_chunk() -> None:
+    doc = np.array([0, 0, 0, 1, 1])
+    par = np.array([2, 2, 3, 2, 2])
+    pid = paragraph_ids(doc, par)
+    assert pid.tolist() == [0, 0, 1, 2, 2]
+    ids, scores = by_paragraph([1, 0, 3, 2, 4], [0.9, 0.8, 0.7, 0.6, 0.5], pid)
+    assert ids == [0, 2, 1] and scores.tolist() == [0.9, 0.7, 0.6]
+
+
+def test_collapse_keeps_first_chunk_per_paragraph_and_counts_paragraphs() -> None:
+    doc = np.array([0, 0, 0, 1, 1])
+    par = np.array([2, 2, 3, 2, 2])
+    assert collapse([1, 0, 4, 3, 2], doc, par, k=10) == [1, 4, 2]
+    assert collapse([1, 0, 4, 3, 2], doc, par, k=2) == [1, 4]
+
+
+# -- the retriever over a real (small) index ---------------------------------------------------------------
+LONG = " ".join(f"Sentence number {i} talks about orchards and the harvest of the year {1900 + i}." for i in range(40))
+ARTICLES = {
+    "orchard.txt": f"Orchards\n\n{LONG}\n\nA short paragraph about the cider press in Zanzibar.",
+    "river.txt": "Rivers\n\nThe river flooded the valley in spring.\n\nFishermen caught trout near the weir.",
+    "city.txt": "Cities\n\nThe city council met on Tuesday to discuss the budget.",
+}
+
+
+@pytest.fixture
+def small_index(settings: Settings, fake_embedder: FakeEmbedder) -> tuple[store.Snapshot, FakeEmbedder]:
+    for name, text in ARTICLES.items():
+        write(settings.corpus, name, text)
+    s = settings.model_copy(update={"chunk_tokens": 64})
+    Indexer(s, embedder=fake_embedder, progress=False).sync(settings.corpus)
+    return store.open_snapshot(settings.index, fake_embedder.info.sha256), fake_embedder
+
+
+def _search(snap: store.Snapshot, emb: FakeEmbedder, query: str, k: int, fusion: str, **kw) -> list:
+    return Retriever(snap, fusion=fusion, **kw).search(query, emb.embed([query])[0], k)
+
+
+def test_long_paragraph_is_one_result_and_k_counts_paragraphs(small_index) -> None:
+    snap, emb = small_index
+    orchard = {(s, p) for s, p in zip(snap.chunk_doc.tolist(), snap.chunk_paragraph.tolist(), strict=True)}
+    assert snap.size > len(orchard), "the long paragraph must be split into several chunks for this test"
+    for fusion in FUSIONS:
+        results = _search(snap, emb, "harvest of the year, sentence number", 3, fusion)
+        keys = [(r.source, r.paragraph) for r in results]
+        assert len(keys) == len(set(keys)), f"{fusion}: one result per paragraph"
+        assert len(results) == 3 or fusion == "bm25"
+        assert keys[0] == ("corpus/orchard.txt", 2)
+
+
+def test_results_cite_exact_offsets(small_index, settings: Settings) -> None:
+    snap, emb = small_index
+    for fusion, query in itertools.product(FUSIONS, ["cider press Zanzibar", "trout weir", "budget"]):
+        for r in _search(snap, emb, query, 5, fusion):
+            text = (Path(settings.corpus).parent / r.source).read_text(encoding="utf-8")
+            assert text[r.char_start : r.char_end] == r.text
+
+
+def test_lexical_names_are_found(small_index) -> None:
+    snap, emb = small_index
+    for fusion in ("bm25", "rrf", "weighted"):
+        top = _search(snap, emb, "Zanzibar", 1, fusion)[0]
+        assert (top.source, top.paragraph) == ("corpus/orchard.txt", 3) and top.lexical > 0
+
+
+def test_query_without_known_terms_falls_back_to_dense(small_index) -> None:
+    snap, emb = small_index
+    query = "what is the and of in it"  # only stop words: BM25 has nothing to match
+    assert _search(snap, emb, query, 5, "bm25") == []
+    dense = _search(snap, emb, query, 5, "dense")
+    for fusion in ("rrf", "weighted"):
+        fused = _search(snap, emb, query, 5, fusion)
+        assert [(r.source, r.paragraph) for r in fused] == [(r.source, r.paragraph) for r in dense]
+
+
+def test_empty_index_and_zero_k(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    settings.corpus.mkdir(parents=True)
+    Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
+    snap = store.open_snapshot(settings.index, fake_embedder.info.sha256)
+    assert Retriever(snap).search("anything", fake_embedder.embed(["anything"])[0], 5) == []
+
+
+def test_search_is_deterministic(small_index) -> None:
+    snap, emb = small_index
+    runs = [[(r.source, r.paragraph, r.chunk_id) for r in _search(snap, emb, "the river valley", 5, "rrf")]
+            for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_unknown_fusion_in_search(small_index) -> None:
+    snap, emb = small_index
+    with pytest.raises(ValueError):
+        _search(snap, emb, "river", 3, "nonsense")
+
+
+def test_a_matching_sentence_is_shown_in_its_window(small_index) -> None:
+    snap, emb = small_index
+    query = "Sentence number 17 talks about orchards and the harvest of the year 1917."
+    for fusion in FUSIONS:
+        top = _search(snap, emb, query, 1, fusion)[0]
+        assert (top.source, top.paragraph) == ("corpus/orchard.txt", 2)
+        assert "year 1917." in top.text, f"{fusion}: the window holds the matching sentence"
+        assert len(top.text) > len(query) + 20, f"{fusion}: a window, not the sentence alone"
+    rows = snap.chunk_rows(range(snap.size))
+    assert any(r.text == query for r in rows), "the sentence itself is indexed as a chunk"
