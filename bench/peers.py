@@ -43,7 +43,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -384,45 +383,9 @@ def sequential(url: str, request: Callable[[Any, str], Any], queries: list[str],
     return times
 
 
-def concurrent(url: str, request: Callable[[Any, str], Any], queries: list[str], clients: int,
-               seconds: float) -> dict[str, Any]:
-    import httpx
-
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-
-    def worker(offset: int) -> None:
-        mine: list[float] = []
-        bad = 0
-        with httpx.Client(base_url=url, timeout=60) as client:
-            i = offset
-            while time.monotonic() < stop:
-                t = time.perf_counter()
-                try:
-                    ok = request(client, queries[i % len(queries)]).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                mine.append(time.perf_counter() - t)
-                bad += not ok
-                i += clients
-        with lock:
-            latencies.extend(mine)
-            errors[0] += bad
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    return {"seconds": time.monotonic() - started, "latencies": latencies, "errors": errors[0]}
-
-
 def http(ask_index: Path, txtai_index: Path, queries: list[str], n: int, seconds: float,
          rounds: int, clients: int = 16) -> dict[str, Any]:
-    from .speed import Server, ms, pct, rss_mib
+    from .speed import Server, concurrent, ms, pct, rss_mib
 
     log(f"starting txtai's API server (load average {load_avg()}) …")
     tx = TxtaiServer(txtai_index)

@@ -204,24 +204,24 @@ def bench_http(server: Server, index: Path, queries: list[str], n: int) -> dict[
     }
 
 
-def bench_concurrency(server: Server, queries: list[str], clients: int, seconds: float) -> dict[str, Any]:
+def concurrent(url: str, request: Callable[[Any, str], Any], queries: list[str], clients: int,
+               seconds: float) -> dict[str, Any]:
     import httpx
 
     latencies: list[float] = []
     errors = [0]
-    stop = time.monotonic() + seconds
     lock = threading.Lock()
+    stop = time.monotonic() + seconds
 
     def worker(offset: int) -> None:
         mine: list[float] = []
         bad = 0
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with httpx.Client(base_url=url, timeout=60) as client:
             i = offset
             while time.monotonic() < stop:
                 t = time.perf_counter()
                 try:
-                    r = client.post("/v1/search", json={"query": queries[i % len(queries)], "k": 10})
-                    ok = r.status_code == 200
+                    ok = request(client, queries[i % len(queries)]).status_code == 200
                 except httpx.HTTPError:
                     ok = False
                 mine.append(time.perf_counter() - t)
@@ -237,10 +237,18 @@ def bench_concurrency(server: Server, queries: list[str], clients: int, seconds:
         th.start()
     for th in threads:
         th.join()
-    elapsed = time.monotonic() - started
+    return {"seconds": time.monotonic() - started, "latencies": latencies, "errors": errors[0]}
+
+
+def bench_concurrency(server: Server, queries: list[str], clients: int, seconds: float) -> dict[str, Any]:
+    def search(client: Any, query: str) -> Any:
+        return client.post("/v1/search", json={"query": query, "k": 10})
+
+    run = concurrent(server.url, search, queries, clients, seconds)
+    latencies, elapsed = run["latencies"], run["seconds"]
     rss, peak = rss_mib(server.proc.pid)
     return {
-        "clients": clients, "seconds": round(elapsed, 1), "requests": len(latencies), "errors": errors[0],
+        "clients": clients, "seconds": round(elapsed, 1), "requests": len(latencies), "errors": run["errors"],
         "requests_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": ms(pct(latencies, 50)), "p99_ms": ms(pct(latencies, 99)),
         "server_rss_mib": round(rss, 1), "server_peak_rss_mib": round(peak, 1),
