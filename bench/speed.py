@@ -113,7 +113,8 @@ class Server:
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             [PY, "-m", "service", "serve", "--index", str(index), "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            # A log file, not a pipe: an unread pipe fills up and stalls the server's logging.
+            stdout=subprocess.DEVNULL, stderr=open(CACHE.parent / "server.log", "w"), text=True,  # noqa: SIM115
         )
         import httpx
 
@@ -125,7 +126,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server died: {self.proc.stderr.read()[-3000:]}")
+                raise RuntimeError(f"server died: {(CACHE.parent / 'server.log').read_text()[-3000:]}")
             time.sleep(0.05)
         else:
             raise RuntimeError("server did not start in 120 s")

