@@ -52,6 +52,7 @@ class LexicalIndex:
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs at DEBUG by default
         tokens = [analyze(t) for t in texts]
         retriever = bm25s.BM25()
         if texts:
