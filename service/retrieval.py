@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .rerank import Reranker
 
 FUSIONS = ("rrf", "weighted", "dense", "bm25")
+DECISIVE_RANK = 5  # decisiveness compares the best score with the one at this rank (0-based)
 MAX_PARAGRAPH_CHUNKS = 256  # chunks of one paragraph read to find the window around its best chunk
 
 
@@ -66,12 +67,38 @@ def _minmax(scores: np.ndarray) -> np.ndarray:
     return np.ones_like(scores) if hi - lo < 1e-12 else (scores - lo) / (hi - lo)
 
 
+def decisiveness(scores: np.ndarray, k: int = DECISIVE_RANK) -> float:
+    """How far a ranking's best result stands out: (s1 - s_k) / (s1 - s_last), in [0, 1].
+
+    A retriever whose top scores are about as good as its tail has little to say about this query
+    (dense similarity on a question full of names; BM25 on a question made of common words).
+    Rankings of fewer than two results count as fully decisive.
+    """
+    if len(scores) < 2:
+        return 1.0
+    spread = float(scores[0] - scores[-1])
+    if spread < 1e-12:
+        return 0.0
+    return float(scores[0] - scores[min(k, len(scores) - 1)]) / spread
+
+
 def weighted(
-    dense: tuple[Sequence[int], np.ndarray], lexical: tuple[Sequence[int], np.ndarray], dense_weight: float
+    dense: tuple[Sequence[int], np.ndarray], lexical: tuple[Sequence[int], np.ndarray], dense_weight: float,
+    adaptive: bool = True,
 ) -> dict[int, float]:
-    """Normalised weighted fusion: min-max scale each list to [0, 1], then a weighted sum."""
+    """Normalised weighted fusion: min-max scale each ranking to [0, 1], then a weighted sum.
+
+    With ``adaptive`` each side's weight is also scaled by its :func:`decisiveness` for this query
+    (the two weights are then renormalised to sum to one). Rankings must be best first.
+    """
+    sides = [(dense, dense_weight), (lexical, 1.0 - dense_weight)]
+    if adaptive:
+        raw = [w * decisiveness(np.asarray(scores, dtype=np.float64)) for (_ids, scores), w in sides]
+        total = sum(raw)
+        if total > 1e-12:
+            sides = [(side, w / total) for (side, _w), w in zip(sides, raw, strict=True)]
     fused: dict[int, float] = {}
-    for (ids, scores), w in ((dense, dense_weight), (lexical, 1.0 - dense_weight)):
+    for (ids, scores), w in sides:
         for item, s in zip(ids, _minmax(np.asarray(scores, dtype=np.float64)), strict=True):
             fused[int(item)] = fused.get(int(item), 0.0) + w * float(s)
     return fused

@@ -11,11 +11,13 @@ import pytest
 from service import store
 from service.config import Settings
 from service.indexer import Indexer
+from service.lexical import analyze, analyze_query
 from service.retrieval import (
     FUSIONS,
     Retriever,
     by_paragraph,
     collapse,
+    decisiveness,
     fuse,
     paragraph_ids,
     ranked,
@@ -71,6 +73,29 @@ def test_weighted_min_max_normalises_each_side() -> None:
     assert fused == pytest.approx({1: 0.5, 2: 0.5, 3: 0.0})
     one = weighted(([5], np.array([0.2])), ([], np.zeros(0)), dense_weight=0.7)
     assert one == pytest.approx({5: 0.7}), "a single candidate normalises to 1"
+
+
+def test_decisiveness_measures_how_far_the_top_stands_out() -> None:
+    assert decisiveness(np.array([0.9])) == 1.0 and decisiveness(np.zeros(0)) == 1.0
+    assert decisiveness(np.array([0.5, 0.5, 0.5])) == 0.0
+    peaked = decisiveness(np.array([0.9, 0.3, 0.29, 0.28, 0.27, 0.26, 0.2]))
+    flat = decisiveness(np.array([0.9, 0.89, 0.88, 0.87, 0.86, 0.85, 0.2]))
+    assert 0.0 <= flat < peaked <= 1.0
+
+
+def test_adaptive_weighting_trusts_the_decisive_side() -> None:
+    # Dense cannot tell its candidates apart; BM25 has one clear winner. Plain weighting with a
+    # dense share of 0.9 follows dense; adaptive weighting follows BM25.
+    dense = ([1, 2, 3, 4, 5, 6, 7], np.array([0.51, 0.509, 0.508, 0.507, 0.506, 0.505, 0.45]))
+    lexical = ([7, 1, 2, 3, 4, 5, 6], np.array([20.0, 2.0, 1.9, 1.8, 1.7, 1.6, 1.5]))
+    assert ranked(weighted(dense, lexical, 0.9, adaptive=False))[0] == 1
+    assert ranked(weighted(dense, lexical, 0.9, adaptive=True))[0] == 7
+    assert ranked(weighted(dense, ([], np.zeros(0)), 0.5))[:2] == [1, 2]
+
+
+def test_question_words_are_not_query_terms() -> None:
+    assert analyze_query("Where was the Boao Forum panel held?") == analyze("Boao Forum panel held")
+    assert "what" in analyze("what") and analyze_query("What did they do?") == []
 
 
 def test_dense_weight_moves_the_order() -> None:
