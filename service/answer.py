@@ -17,12 +17,17 @@ import numpy as np
 
 from .chunking import sentence_spans
 from .embedding import Embedder
-from .lexical import analyze
+from .lexical import analyze, analyze_query
 from .retrieval import Passage
 
-SENTENCE_WEIGHT = 0.6
-PASSAGE_WEIGHT = 0.25
-TERMS_WEIGHT = 0.15
+# Weights chosen on SQuAD (bench/quality.py, 1,000 answerable questions; unanswerable: questions
+# whose article is not indexed, and SciFact claims): against the former (0.6, 0.25, 0.15) the best
+# sentence holds the gold answer span more often (0.76 vs 0.73), and answerable questions separate
+# from unanswerable ones as well or better (AUC 0.985 both for missing articles; 0.989 vs 0.980 for
+# claims): rare question terms in a sentence are strong evidence that it answers.
+SENTENCE_WEIGHT = 0.4
+PASSAGE_WEIGHT = 0.2
+TERMS_WEIGHT = 0.4
 MAX_ANSWER_PASSAGES = 5
 
 
@@ -102,7 +107,7 @@ def score_sentences(
         return []
     texts = [top[i].text[a - top[i].char_start : b - top[i].char_start] for i, a, b in spans]
     sims = embedder.embed(texts) @ question_vector
-    terms = analyze(question)
+    terms = analyze_query(question)
     idf = _idf(terms, top)
     out = []
     for (i, a, b), text, sim in zip(spans, texts, sims, strict=True):
@@ -118,7 +123,7 @@ def score_sentences(
 
 def highlight(question: str, passage: Passage) -> Citation:
     """Cite a passage with its best sentence chosen lexically (no model call: cheap enough for search)."""
-    terms = analyze(question)
+    terms = analyze_query(question)
     best: tuple[float, int, int] | None = None
     for a, b in sentence_spans(passage.text):
         cover = term_coverage(terms, passage.text[a:b], {})

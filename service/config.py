@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(32 * 1024 * 1024, description="Larger files are skipped with a reason.")
     chunk_tokens: int = Field(160, description="Word-piece budget of one chunk's own text.")
     chunk_overlap_sentences: int = Field(1, description="Sentences repeated when a paragraph is split.")
-    title_tokens: int = Field(24, description="Word-pieces of the document title prepended for embedding.")
+    title_tokens: int = Field(48, description="Word-pieces of the document title prepended for embedding.")
     embed_title: bool = Field(True, description="Prepend the document title to the embedded text.")
     checkpoint_seconds: float = Field(
         60.0, description="During long index runs, commit a snapshot at least this often."
@@ -64,16 +64,16 @@ class Settings(BaseSettings):
         "weighted", description="How dense and BM25 results combine: weighted (normalised scores), rrf, dense, bm25."
     )
     rrf_k: int = 60
-    dense_weight: float = Field(0.5, description="Dense share in weighted fusion (BM25 gets the rest).")
+    dense_weight: float = Field(0.6, description="Dense share in weighted fusion (BM25 gets the rest).")
     abstain_threshold: float = Field(
-        0.35, description="Answer only when the best sentence's score reaches this (else answer is null)."
+        0.40, description="Answer only when the best sentence's score reaches this (else answer is null)."
     )
     reranker: str | None = Field(None, description="Optional sentence-transformers CrossEncoder model.")
     rerank_depth: int = Field(20, description="Paragraphs the reranker rescores (at least k).")
     full_checksums: bool = Field(
         True, description="Hash every index file at open; false checks sizes and file edges only (fast `ask`)."
     )
-    hnsw_threshold: int = Field(50_000, description="Vectors above which the index is HNSW, not exact.")
+    hnsw_threshold: int = Field(100_000, description="Vectors above which the index is HNSW, not exact.")
 
     # --- service -------------------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -360,7 +360,13 @@ def test_concurrent_requests_are_served_correctly(client: httpx.Client, server: 
     assert len(results) == 64
     for q, status, body in results:
         assert status == 200, body
-        assert body == expected[q]
+        # Concurrent queries are embedded in one batch, which moves their vectors by ~1e-8; fused
+        # scores then differ in the 7th decimal. Everything else must be identical.
+        unscored = [{**r, "score": None} for r in body["results"]]
+        assert {**body, "results": unscored} == {**expected[q], "results": [{**r, "score": None}
+                                                                         for r in expected[q]["results"]]}
+        assert [r["score"] for r in body["results"]] == pytest.approx(
+            [r["score"] for r in expected[q]["results"]], abs=1e-5)
 
 
 # -- writes: PUT and DELETE on a private copy of the index ------------------------------------------------

@@ -2,9 +2,9 @@
 
 Every answerable question must find a paragraph that answers it among the first 3 citations (the
 accepted paragraphs are the ones that state the answer; several seed paragraphs repeat a fact),
-and must be answered. Off-topic questions (sports, cooking, geography and science the seeds never
-mention) must get ``answer: null``. The questions were written from the articles, not tuned to the
-ranking.
+and must be answered (but for two, marked below). Off-topic questions (sports, cooking, geography
+and science the seeds never mention) must get ``answer: null``. The questions were written from the
+articles, not tuned to the ranking.
 """
 
 from __future__ import annotations
@@ -109,10 +109,12 @@ def test_answerable_question_finds_its_paragraph(seed_engine, question: str, sou
     assert any(s == source and n in paragraphs for s, n in top3), f"{question!r}: got {top3}"
 
 
-# The abstain threshold trades answered questions for refused off-topic ones; at the default these
-# two find their paragraph (above) but their best sentence scores 0.27 < 0.35. Strict: when the
-# answer scoring improves, these must be moved back.
-ABSTAINS_TODAY = {"Where was the Boao Forum panel held?", "Who is Thorsten Boelts?"}
+# The abstain threshold (calibrated on SQuAD: the highest that still answers 95% of answerable
+# questions) trades answered questions for refused off-topic ones. These two find their paragraph
+# (above) but score just under it (0.36 and 0.398 < 0.40): the first answer ("... the security
+# expert told Beijing Youth Daily") shares only "security expert" with the question; the second's
+# sentence never says "held". Strict: when the answer scoring improves, they must be moved back.
+ABSTAINS_TODAY = {"Which newspaper did the security expert talk to?", "Where was the Boao Forum panel held?"}
 
 
 @pytest.mark.parametrize(
@@ -123,6 +125,8 @@ ABSTAINS_TODAY = {"Where was the Boao Forum panel held?", "Who is Thorsten Boelt
 def test_answerable_question_is_answered(seed_engine, question: str) -> None:
     answer = seed_engine.ask(question, 3)
     assert answer.answer is not None, f"{question!r} was not answered: {answer.reason}"
+    first = answer.citations[0]
+    assert first.quote == answer.answer and first.quote in first.text, "the answer is quoted from its citation"
 
 
 @pytest.mark.parametrize("question", OFF_TOPIC)
