@@ -363,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "answers" not in args.skip:
         results["answers"] = eval_answers(bench, n_answers)
     results["seconds"] = round(time.monotonic() - started, 1)
-    out = args.out or (RESULTS / ("quality-quick.json" if results["quick"] else "quality.json"))
+    # A partial run never replaces the recorded full results.
+    out = args.out or (CACHE / "quality-quick.json" if results["quick"] else RESULTS / "quality.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(table(results))
