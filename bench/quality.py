@@ -354,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fusion", "rrf_k", "dense_weight", "candidates", "abstain_threshold", "chunk_tokens",
             "chunk_overlap_sentences", "title_tokens", "embed_title", "reranker", "rerank_depth", "hnsw_threshold",
             "model")},
-        "quick": bool(args.quick or args.scifact_queries or args.squad_questions),
+        "quick": bool(args.quick or args.scifact_queries or args.squad_questions or args.answers or args.skip
+                      or set(fusions) != set(FUSIONS)),
     }
     if "scifact" not in args.skip:
         results["scifact"] = eval_scifact(bench, args.scifact_queries, fusions)
