@@ -17,7 +17,7 @@ import numpy as np
 
 from .chunking import sentence_spans
 from .embedding import Embedder
-from .lexical import analyze, analyze_query
+from .lexical import analyze_query, span_terms
 from .retrieval import Passage
 
 # Weights chosen on SQuAD (bench/quality.py, 1,000 answerable questions; unanswerable: questions
@@ -77,21 +77,19 @@ class Answer:
         }
 
 
-def term_coverage(question_terms: Sequence[str], sentence: str, idf: dict[str, float]) -> float:
-    """Share of the question's idf-weighted terms that the sentence contains (0..1)."""
+def term_coverage(question_terms: Sequence[str], present: set[str], idf: dict[str, float]) -> float:
+    """Share of the question's idf-weighted terms that a sentence (its ``present`` terms) contains (0..1)."""
     if not question_terms:
         return 0.0
-    present = set(analyze(sentence))
     total = sum(idf.get(t, 1.0) for t in set(question_terms))
     hit = sum(idf.get(t, 1.0) for t in set(question_terms) if t in present)
     return hit / total if total else 0.0
 
 
-def _idf(question_terms: Sequence[str], passages: Sequence[Passage]) -> dict[str, float]:
+def _idf(question_terms: Sequence[str], passage_terms: Sequence[set[str]]) -> dict[str, float]:
     """Terms rare among the candidate passages weigh more (a name beats 'china' in these seeds)."""
-    docs = [set(analyze(p.text)) for p in passages]
-    n = len(docs)
-    return {t: math.log(1 + (n + 1) / (1 + sum(t in d for d in docs))) for t in set(question_terms)}
+    n = len(passage_terms)
+    return {t: math.log(1 + (n + 1) / (1 + sum(t in d for d in passage_terms))) for t in set(question_terms)}
 
 
 def score_sentences(
@@ -100,39 +98,48 @@ def score_sentences(
     """All sentences of the top passages with their scores, best first."""
     top = list(passages[:MAX_ANSWER_PASSAGES])
     spans: list[tuple[int, int, int]] = []
+    sentence_terms: list[set[str]] = []
+    passage_terms: list[set[str]] = []
     for i, p in enumerate(top):
-        for a, b in sentence_spans(p.text):
-            spans.append((i, p.char_start + a, p.char_start + b))
+        local = sentence_spans(p.text)
+        terms = span_terms(p.text, [(0, len(p.text)), *local])
+        passage_terms.append(terms[0])
+        sentence_terms += terms[1:]
+        spans += [(i, p.char_start + a, p.char_start + b) for a, b in local]
     if not spans:
         return []
     texts = [top[i].text[a - top[i].char_start : b - top[i].char_start] for i, a, b in spans]
     sims = embedder.embed(texts) @ question_vector
     terms = analyze_query(question)
-    idf = _idf(terms, top)
+    idf = _idf(terms, passage_terms)
     out = []
-    for (i, a, b), text, sim in zip(spans, texts, sims, strict=True):
+    for (i, a, b), text, sim, present in zip(spans, texts, sims, sentence_terms, strict=True):
         score = (
             SENTENCE_WEIGHT * float(sim)
             + PASSAGE_WEIGHT * top[i].dense
-            + TERMS_WEIGHT * term_coverage(terms, text, idf)
+            + TERMS_WEIGHT * term_coverage(terms, present, idf)
         )
         out.append(Sentence(i, a, b, text, score))
     out.sort(key=lambda s: -s.score)
     return out
 
 
-def highlight(question: str, passage: Passage) -> Citation:
-    """Cite a passage with its best sentence chosen lexically (no model call: cheap enough for search)."""
+def highlight(question: str, passages: Sequence[Passage]) -> list[Citation]:
+    """Cite passages, each with its best sentence chosen lexically (no model call: cheap enough for search)."""
     terms = analyze_query(question)
-    best: tuple[float, int, int] | None = None
-    for a, b in sentence_spans(passage.text):
-        cover = term_coverage(terms, passage.text[a:b], {})
-        if best is None or cover > best[0]:
-            best = (cover, a, b)
-    a, b = (best[1], best[2]) if best else (0, len(passage.text))
-    p = passage
-    return Citation(p.source, p.paragraph, p.text, p.char_start, p.char_end, p.score,
-                    p.text[a:b], p.char_start + a, p.char_start + b, p.title)
+    cited = []
+    for p in passages:
+        spans = sentence_spans(p.text)
+        a, b = spans[0] if spans else (0, len(p.text))
+        if len(spans) > 1:
+            best = -1.0
+            for (start, end), present in zip(spans, span_terms(p.text, spans), strict=True):
+                cover = term_coverage(terms, present, {})
+                if cover > best:
+                    best, a, b = cover, start, end
+        cited.append(Citation(p.source, p.paragraph, p.text, p.char_start, p.char_end, p.score,
+                              p.text[a:b], p.char_start + a, p.char_start + b, p.title))
+    return cited
 
 
 def build_answer(

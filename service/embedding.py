@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -234,8 +232,11 @@ class OnnxEmbedder:
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        # Spinning worker threads steal the CPU from concurrent requests on a small machine.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Worker threads spin between the parallel sections of a run (one query: 4.0 ms instead of
+        # 5.2) and stop spinning when the run ends, so that between runs they do not steal the CPU
+        # from concurrent requests on a small machine (same requests/s as with no spinning at all).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self.session.get_inputs()}
 
@@ -252,48 +253,3 @@ class OnnxEmbedder:
 
 def onnx_path_for(index_dir: Path, info: ModelInfo) -> Path:
     return index_dir / f"encoder-{info.sha256[:16]}.onnx"
-
-
-class BatchingEmbedder:
-    """Coalesces concurrent single-text calls into one model call (opportunistic micro-batching).
-
-    The first caller to arrive runs the model for every text queued meanwhile; others wait for
-    their row. With one caller at a time it adds no latency; with 16 concurrent requests one
-    batched run replaces 16 small ones. Multi-text calls (answer sentences) go straight through.
-    """
-
-    def __init__(self, inner: Embedder, max_batch: int = 64) -> None:
-        self.inner = inner
-        self.info = inner.info
-        self.max_batch = max_batch
-        self._lock = threading.Lock()
-        self._queue: list[tuple[str, Future[np.ndarray]]] = []
-        self._running = False
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) != 1:
-            return self.inner.embed(texts)
-        future: Future[np.ndarray] = Future()
-        with self._lock:
-            self._queue.append((texts[0], future))
-            lead = not self._running
-            self._running = True
-        if lead:
-            self._drain()
-        return future.result()[None, :]
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                if not batch:
-                    self._running = False
-                    return
-            try:
-                vectors = self.inner.embed([t for t, _ in batch])
-            except BaseException as exc:  # every waiter gets the error, the next batch still runs
-                for _, f in batch:
-                    f.set_exception(exc)
-                continue
-            for (_, f), v in zip(batch, vectors, strict=True):
-                f.set_result(v)

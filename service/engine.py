@@ -21,7 +21,6 @@ from .answer import Answer, Citation, build_answer, highlight
 from .config import Settings, get_settings
 from .corpus import CorpusError, document_from_bytes, paragraphs
 from .embedding import (
-    BatchingEmbedder,
     Embedder,
     ModelInfo,
     OnnxEmbedder,
@@ -30,7 +29,7 @@ from .embedding import (
     onnx_path_for,
 )
 from .files import atomic_write
-from .retrieval import Passage, Retriever
+from .retrieval import DenseQueries, Passage, Retriever
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +74,7 @@ class Engine:
         self._embedder = embedder
         self._info: ModelInfo | None = embedder.info if embedder else None
         self._live: _Live | None = None
+        self._dense: DenseQueries | None = None
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
 
@@ -90,12 +90,21 @@ class Engine:
         if self._embedder is None:
             onnx = onnx_path_for(self.index_dir, self.info)
             if self.settings.query_backend == "onnx" and onnx.exists():
-                self._embedder = BatchingEmbedder(OnnxEmbedder(self.info, onnx))
+                self._embedder = OnnxEmbedder(self.info, onnx)
             else:
                 if self.settings.query_backend == "onnx":
                     log.warning("no ONNX query encoder at %s; using sentence-transformers (slower start)", onnx)
                 self._embedder = TorchEmbedder(self.info, self.settings.bf16, self.settings.embed_batch_size)
         return self._embedder
+
+    @property
+    def dense(self) -> DenseQueries:
+        """Query embedding + vector search, batched across concurrent requests."""
+        if self._dense is None:
+            with self._lock:
+                if self._dense is None:
+                    self._dense = DenseQueries(self.embedder)
+        return self._dense
 
     def _current(self) -> _Live:
         name = store.current_name(self.index_dir)
@@ -109,9 +118,9 @@ class Engine:
             return self._live
 
     def load(self) -> None:
-        """Open the index and load the query encoder now (servers call this at start-up)."""
-        self._current()
-        self.embedder.embed(["warm up"])
+        """Open the index, load the query encoder and page the vectors in now (servers call this at
+        start-up, so that the first request is as fast as the rest)."""
+        self._retrieve("warm up", 1)
 
     # -- validation ----------------------------------------------------------------------------------
     def _check_query(self, query: str, what: str = "query") -> str:
@@ -135,8 +144,9 @@ class Engine:
     # -- queries -------------------------------------------------------------------------------------
     def _retrieve(self, query: str, k: int) -> tuple[np.ndarray, list[Passage]]:
         live = self._current()
-        vector = self.embedder.embed([query])[0]
-        return vector, live.retriever.search(query, vector, k)
+        retriever = live.retriever
+        vector, dense = self.dense(query, live.snapshot.vectors, retriever.dense_candidates())
+        return vector, retriever.search(query, vector, k, dense=dense)
 
     def search(self, query: str, k: int | None = None) -> list[Passage]:
         query, k = self._check_query(query), self._check_k(k)
@@ -145,7 +155,7 @@ class Engine:
     def search_cited(self, query: str, k: int | None = None) -> list[Citation]:
         """Search results in rank order, each with its best-matching sentence for highlighting."""
         query = self._check_query(query)
-        return [highlight(query, p) for p in self.search(query, k)]
+        return highlight(query, self.search(query, k))
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         question, k = self._check_query(question, "question"), self._check_k(k)

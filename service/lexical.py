@@ -39,6 +39,23 @@ def analyze(text: str) -> list[str]:
     return _stemmer().stemWords(words) if words else []
 
 
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    return _stemmer().stemWord(word)
+
+
+def span_terms(text: str, spans: Sequence[tuple[int, int]]) -> list[set[str]]:
+    """The set of :func:`analyze` terms of each ``(start, end)`` span of ``text``. This runs for
+    every sentence of every result shown, so it works on sets and stems each word once."""
+    stop = _stopwords()
+    out = []
+    for a, b in spans:
+        words = set(_WORD.findall(text[a:b].lower()))
+        words -= stop
+        out.append({_stem(w) for w in words})
+    return out
+
+
 # The words that make a sentence a question ("what did she have", "where was it held"), dropped
 # from queries only: passages use them as ordinary words, and in a question they match noise.
 # On SQuAD, BM25 paragraph hit@1 rises from 0.770 to 0.785; SciFact claims are unaffected.

@@ -24,16 +24,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import vectors as vector_index
+from .batching import MicroBatcher
 from .store import Snapshot
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .embedding import Embedder
     from .rerank import Reranker
+    from .vectors import VectorIndex
 
 FUSIONS = ("rrf", "weighted", "dense", "bm25")
 DECISIVE_RANK = 5  # decisiveness compares the best score with the one at this rank (0-based)
-MAX_PARAGRAPH_CHUNKS = 256  # chunks of one paragraph read to find the window around its best chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +51,45 @@ class Passage:
     lexical: float  # BM25 score of the paragraph's best chunk (0 when no query term matches)
 
 
-def rrf(rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None) -> dict[int, float]:
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """Items best first with their scores (aligned arrays); equal scores rank the smaller id first."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Ranking:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+    @classmethod
+    def combine(cls, ids: np.ndarray, values: np.ndarray) -> Ranking:
+        """Sum the values given to each id, then rank."""
+        if not len(ids):
+            return cls.empty()
+        unique, inverse = np.unique(np.asarray(ids, np.int64), return_inverse=True)
+        sums = np.bincount(inverse.reshape(-1), weights=np.asarray(values, np.float64), minlength=len(unique))
+        order = np.lexsort((unique, -sums))
+        return cls(unique[order], sums[order])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def as_dict(self) -> dict[int, float]:
+        return dict(zip(self.ids.tolist(), self.scores.tolist(), strict=True))
+
+
+Side = tuple[Sequence[int] | np.ndarray, Sequence[float] | np.ndarray]  # (ids, scores), best first
+
+
+def rrf(rankings: Sequence[Sequence[int] | np.ndarray], k: int = 60, weights: Sequence[float] | None = None) -> Ranking:
     """Reciprocal rank fusion: sum of weight / (k + rank) over the rankings an item appears in."""
     weights = weights or [1.0] * len(rankings)
-    fused: dict[int, float] = {}
-    for ranking, w in zip(rankings, weights, strict=True):
-        for rank, item in enumerate(ranking, start=1):
-            fused[int(item)] = fused.get(int(item), 0.0) + w / (k + rank)
-    return fused
+    ids = [np.asarray(r, np.int64).reshape(-1) for r in rankings]
+    values = [w / (k + np.arange(1, len(r) + 1, dtype=np.float64)) for r, w in zip(ids, weights, strict=True)]
+    if not ids:
+        return Ranking.empty()
+    return Ranking.combine(np.concatenate(ids), np.concatenate(values))
 
 
 def _minmax(scores: np.ndarray) -> np.ndarray:
@@ -82,46 +114,21 @@ def decisiveness(scores: np.ndarray, k: int = DECISIVE_RANK) -> float:
     return float(scores[0] - scores[min(k, len(scores) - 1)]) / spread
 
 
-def weighted(
-    dense: tuple[Sequence[int], np.ndarray], lexical: tuple[Sequence[int], np.ndarray], dense_weight: float,
-    adaptive: bool = True,
-) -> dict[int, float]:
+def weighted(dense: Side, lexical: Side, dense_weight: float, adaptive: bool = True) -> Ranking:
     """Normalised weighted fusion: min-max scale each ranking to [0, 1], then a weighted sum.
 
     With ``adaptive`` each side's weight is also scaled by its :func:`decisiveness` for this query
     (the two weights are then renormalised to sum to one). Rankings must be best first.
     """
-    sides = [(dense, dense_weight), (lexical, 1.0 - dense_weight)]
+    sides = [(np.asarray(ids, np.int64).reshape(-1), np.asarray(scores, np.float64).reshape(-1))
+             for ids, scores in (dense, lexical)]
+    weights = [dense_weight, 1.0 - dense_weight]
     if adaptive:
-        raw = [w * decisiveness(np.asarray(scores, dtype=np.float64)) for (_ids, scores), w in sides]
-        total = sum(raw)
-        if total > 1e-12:
-            sides = [(side, w / total) for (side, _w), w in zip(sides, raw, strict=True)]
-    fused: dict[int, float] = {}
-    for (ids, scores), w in sides:
-        for item, s in zip(ids, _minmax(np.asarray(scores, dtype=np.float64)), strict=True):
-            fused[int(item)] = fused.get(int(item), 0.0) + w * float(s)
-    return fused
-
-
-def ranked(fused: dict[int, float]) -> list[int]:
-    """Items by descending score; ties broken by the smaller id, so the order is deterministic."""
-    return sorted(fused, key=lambda i: (-fused[i], i))
-
-
-def collapse(order: Sequence[int], chunk_doc: np.ndarray, chunk_paragraph: np.ndarray, k: int) -> list[int]:
-    """Keep the first (best) chunk of each (document, paragraph), up to ``k`` of them."""
-    seen: set[tuple[int, int]] = set()
-    out: list[int] = []
-    for cid in order:
-        key = (int(chunk_doc[cid]), int(chunk_paragraph[cid]))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(int(cid))
-        if len(out) == k:
-            break
-    return out
+        raw = [w * decisiveness(scores) for w, (_ids, scores) in zip(weights, sides, strict=True)]
+        if sum(raw) > 1e-12:
+            weights = [w / sum(raw) for w in raw]
+    return Ranking.combine(np.concatenate([ids for ids, _ in sides]),
+                           np.concatenate([w * _minmax(scores) for w, (_ids, scores) in zip(weights, sides, strict=True)]))
 
 
 def paragraph_ids(chunk_doc: np.ndarray, chunk_paragraph: np.ndarray) -> np.ndarray:
@@ -132,37 +139,72 @@ def paragraph_ids(chunk_doc: np.ndarray, chunk_paragraph: np.ndarray) -> np.ndar
     return np.unique(key, return_inverse=True)[1].astype(np.int64).reshape(-1)
 
 
-def by_paragraph(ids: Sequence[int], scores: Sequence[float], para: np.ndarray) -> tuple[list[int], np.ndarray]:
+def first_per_group(ids: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Positions of the first item of each group, in ranking order (``ids`` best first)."""
+    if not len(ids):
+        return np.zeros(0, np.int64)
+    return np.sort(np.unique(groups[ids], return_index=True)[1])
+
+
+def by_paragraph(ids: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
+                 para: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A chunk ranking (best first) as a paragraph ranking: each paragraph at its best chunk."""
-    seen: set[int] = set()
-    out_ids: list[int] = []
-    out_scores: list[float] = []
-    for cid, s in zip(ids, scores, strict=True):
-        p = int(para[int(cid)])
-        if p not in seen:
-            seen.add(p)
-            out_ids.append(p)
-            out_scores.append(float(s))
-    return out_ids, np.asarray(out_scores, dtype=np.float64)
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    first = first_per_group(ids, para)
+    return para[ids[first]], np.asarray(scores, np.float64).reshape(-1)[first]
 
 
-def fuse(
-    fusion: str,
-    dense: tuple[Sequence[int], np.ndarray],
-    lexical: tuple[Sequence[int], np.ndarray],
-    rrf_k: int = 60,
-    dense_weight: float = 0.5,
-) -> dict[int, float]:
-    """Scores of the items of two rankings (each best first) under one fusion."""
+def fuse(fusion: str, dense: Side, lexical: Side, rrf_k: int = 60, dense_weight: float = 0.5) -> Ranking:
+    """The items of two rankings (each best first) ranked under one fusion."""
     if fusion == "dense":
-        return {int(i): float(s) for i, s in zip(*dense, strict=True)}
+        return Ranking.combine(*dense)
     if fusion == "bm25":
-        return {int(i): float(s) for i, s in zip(*lexical, strict=True)}
+        return Ranking.combine(*lexical)
     if fusion == "weighted":
         return weighted(dense, lexical, dense_weight)
     if fusion == "rrf":
         return rrf([dense[0], lexical[0]], rrf_k)
     raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+
+
+Dense = tuple[np.ndarray, np.ndarray]  # (chunk ids, cosine scores), best first
+
+
+class DenseQueries:
+    """Query vectors and their dense candidates, concurrent requests coalesced (``service.batching``).
+
+    Embedding a query and searching the vectors are batched as one step: the requests that arrive
+    while a batch runs share one encoder run and one matrix product for the exact search (which
+    reads every vector once per batch instead of once per query). Batching the two steps
+    separately would start the search of each batch with whichever query reached it first, alone.
+    """
+
+    def __init__(self, embedder: Embedder, max_batch: int = 64) -> None:
+        self.embedder = embedder
+        self._batcher: MicroBatcher[tuple[str, VectorIndex, int], tuple[np.ndarray, Dense]] = MicroBatcher(
+            self._run, max_batch
+        )
+
+    def __call__(self, query: str, index: VectorIndex, n: int) -> tuple[np.ndarray, Dense]:
+        """The query's vector and its ``n`` best chunks in ``index`` (none when ``n`` is 0)."""
+        return self._batcher((query, index, n))
+
+    def _run(self, items: list[tuple[str, VectorIndex, int]]) -> list[tuple[np.ndarray, Dense]]:
+        vectors = self.embedder.embed([query for query, _index, _n in items])
+        groups: dict[int, list[int]] = {}  # requests may hold different snapshots' indexes
+        for i, (_query, index, n) in enumerate(items):
+            if n > 0:
+                groups.setdefault(id(index), []).append(i)
+        empty: Dense = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        out: list[tuple[np.ndarray, Dense]] = [(vectors[i], empty) for i in range(len(items))]
+        for members in groups.values():
+            index = items[members[0]][1]
+            ids, scores = index.search(vectors[members], max(items[i][2] for i in members))
+            for row, i in enumerate(members):
+                top_ids, top_scores = ids[row, : items[i][2]], scores[row, : items[i][2]]
+                keep = top_ids >= 0  # HNSW pads with -1 when it finds fewer
+                out[i] = (vectors[i], (top_ids[keep], top_scores[keep]))
+        return out
 
 
 class Retriever:
@@ -175,7 +217,7 @@ class Retriever:
         self.dense_weight = dense_weight
         self.reranker = reranker
         self.rerank_depth = rerank_depth
-        self._matrix = np.load(snapshot.path / "vectors.npy", mmap_mode="r")
+        self._matrix = snapshot.matrix
         self._para = paragraph_ids(snapshot.chunk_doc, snapshot.chunk_paragraph)
         # The chunks of paragraph p are _by_para[_bounds[p]:_bounds[p + 1]], in chunk (text) order.
         self._by_para = np.argsort(self._para, kind="stable")
@@ -197,42 +239,45 @@ class Retriever:
             return np.zeros(0, np.float32)
         return np.asarray(self._matrix[np.asarray(ids, dtype=np.int64)] @ query_vector, dtype=np.float32)
 
-    def _windows(self, paragraphs: Sequence[int], best: dict[int, int], chunk_fused: dict[int, float]) -> list[int]:
-        """For each paragraph, the window (a chunk no other chunk contains) holding its best chunk."""
-        wanted: dict[int, np.ndarray] = {}
-        for p in paragraphs:
-            ids = self._by_para[self._bounds[p] : self._bounds[p + 1]]
-            if len(ids) > MAX_PARAGRAPH_CHUNKS:  # chunks are in text order: look around the best one
-                at = int(np.searchsorted(ids, best[p]))
-                ids = ids[max(0, at - MAX_PARAGRAPH_CHUNKS // 2) : at + MAX_PARAGRAPH_CHUNKS // 2]
-            wanted[p] = ids
-        if all(len(ids) == 1 for ids in wanted.values()):
-            return [best[p] for p in paragraphs]
-        spans = {r.id: (r.char_start, r.char_end) for r in self.snapshot.chunk_rows(
-            np.concatenate(list(wanted.values())).tolist())}
+    def _windows(self, paragraphs: Sequence[int], best: Sequence[int], chunk_fused: Ranking) -> list[int]:
+        """For each paragraph, the window (a chunk no other chunk contains) holding its best chunk;
+        when overlapping windows both hold it, the one the fusion scored higher."""
+        starts, ends = self.snapshot.chunk_start, self.snapshot.chunk_end
+        scores: dict[int, float] | None = None
         out = []
-        for p in paragraphs:
-            a, b = spans.get(best[p], (0, 0))
-            chunks = sorted((spans[int(c)][0], -spans[int(c)][1], int(c)) for c in wanted[p] if int(c) in spans)
-            holding: list[int] = []
-            reach = -1
-            for start, neg_end, cid in chunks:
-                if -neg_end > reach:  # not inside an earlier chunk: a window
-                    reach = -neg_end
-                    if start <= a and b <= -neg_end:
-                        holding.append(cid)
-            out.append(min(holding, key=lambda c: (-chunk_fused.get(c, -np.inf), c)) if holding else best[p])
+        for p, b in zip(paragraphs, best, strict=True):
+            ids = self._by_para[self._bounds[p] : self._bounds[p + 1]]
+            if len(ids) == 1:
+                out.append(int(b))
+                continue
+            ids = ids[np.lexsort((-ends[ids], starts[ids]))]  # text order, the longer first
+            reach = np.maximum.accumulate(ends[ids])
+            window = np.concatenate(([True], ends[ids][1:] > reach[:-1]))  # not inside an earlier chunk
+            holding = ids[window & (starts[ids] <= starts[b]) & (ends[ids] >= ends[b])].tolist()
+            if len(holding) > 1:
+                scores = scores if scores is not None else chunk_fused.as_dict()
+                holding.sort(key=lambda c: (-scores.get(c, -np.inf), c))
+            out.append(holding[0] if holding else int(b))
         return out
 
-    def candidates_for(self, query: str, query_vector: np.ndarray, fusion: str, n: int | None = None
-                       ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        """The (chunk ids, scores) lists, best first, of the dense and the lexical retriever."""
+    def dense_candidates(self, fusion: str | None = None) -> int:
+        """How many dense candidates a search under ``fusion`` uses (0: it needs none)."""
+        return 0 if (fusion or self.fusion) == "bm25" else min(self.candidates, self.snapshot.size)
+
+    def candidates_for(self, query: str, query_vector: np.ndarray, fusion: str, dense: Dense | None = None
+                       ) -> tuple[Dense, Dense]:
+        """The (chunk ids, scores) lists, best first, of the dense and the lexical retriever.
+
+        ``dense`` is the dense list when the caller searched the vectors already (``DenseQueries``).
+        """
         snap = self.snapshot
-        n = min(n or self.candidates, snap.size)
-        dense = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-        lexical = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-        if fusion != "bm25":
-            ids, scores = vector_index.search(snap.vectors, query_vector[None, :], n)
+        n = min(self.candidates, snap.size)
+        empty: Dense = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        lexical = empty
+        if fusion == "bm25":
+            dense = empty
+        elif dense is None:
+            ids, scores = snap.vectors.search(query_vector[None, :], n)
             keep = ids[0] >= 0
             dense = (ids[0][keep].astype(np.int64), scores[0][keep])
         if fusion != "dense":
@@ -240,36 +285,37 @@ class Retriever:
         return dense, lexical
 
     def search(self, query: str, query_vector: np.ndarray, k: int, fusion: str | None = None,
-               rerank: bool = True) -> list[Passage]:
-        """The best ``k`` paragraphs for the query, each as its best-matching chunk."""
+               rerank: bool = True, dense: Dense | None = None) -> list[Passage]:
+        """The best ``k`` paragraphs for the query, each as its best-matching chunk (``dense``: the
+        query's dense candidates, when already searched)."""
         snap = self.snapshot
         if snap.size == 0 or k <= 0:
             return []
         fusion = fusion or self.fusion
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
-        dense, lexical = self.candidates_for(query, query_vector, fusion)
+        dense, lexical = self.candidates_for(query, query_vector, fusion, dense)
         para = self._para
-        fused = fuse(fusion, by_paragraph(*dense, para), by_paragraph(*lexical, para), self.rrf_k, self.dense_weight)
+        lexical_paragraphs = by_paragraph(*lexical, para)
+        fused = fuse(fusion, by_paragraph(*dense, para), lexical_paragraphs, self.rrf_k, self.dense_weight)
         reranker = self.reranker if rerank else None
         depth = max(k, self.rerank_depth) if reranker is not None else k
-        top_paragraphs = ranked(fused)[:depth]
+        top_paragraphs = fused.ids[:depth].tolist()
         # The best chunk of a paragraph: the best chunk-level fused score; then the window holding it.
         chunk_fused = fuse(fusion, dense, lexical, self.rrf_k, self.dense_weight)
-        best: dict[int, int] = {}
-        for cid in ranked(chunk_fused):
-            best.setdefault(int(para[cid]), cid)
-        top = self._windows(top_paragraphs, best, chunk_fused)
-        lexical_best = dict(zip(*by_paragraph(*lexical, para), strict=True))
-        cosine = dict(zip(top, self.dense_scores(query_vector, top).tolist(), strict=True))
+        firsts = chunk_fused.ids[first_per_group(chunk_fused.ids, para)]
+        best_of = dict(zip(para[firsts].tolist(), firsts.tolist(), strict=True))
+        top = self._windows(top_paragraphs, [best_of[p] for p in top_paragraphs], chunk_fused)
+        lexical_best = dict(zip(lexical_paragraphs[0].tolist(), lexical_paragraphs[1].tolist(), strict=True))
+        cosine = self.dense_scores(query_vector, top).tolist()
         rows = {r.id: r for r in snap.chunk_rows(top)}
         passages = [
             Passage(
                 chunk_id=cid, source=rows[cid].source, title=rows[cid].title, paragraph=rows[cid].paragraph,
                 text=rows[cid].text, char_start=rows[cid].char_start, char_end=rows[cid].char_end,
-                score=fused[p], dense=cosine[cid], lexical=float(lexical_best.get(p, 0.0)),
+                score=float(score), dense=cos, lexical=float(lexical_best.get(p, 0.0)),
             )
-            for p, cid in zip(top_paragraphs, top, strict=True)
+            for p, cid, score, cos in zip(top_paragraphs, top, fused.scores[: len(top)].tolist(), cosine, strict=True)
             if cid in rows
         ]
         if reranker is not None and passages:

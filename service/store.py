@@ -6,8 +6,8 @@ Layout of an index folder::
     snap-000007/            one immutable snapshot
         manifest.json       format version, model (name, sha256, dim), chunking, counts, file checksums
         meta.sqlite         documents (with their text) and chunks (paragraph, offsets, text)
-        vectors.npy         float32 [chunks x dim]; row i is chunk id i
-        vectors.faiss       FAISS index over the same rows (flat or HNSW)
+        vectors.npy         float32 [chunks x dim]; row i is chunk id i (searched exactly when small)
+        vectors.faiss       FAISS HNSW index over the same rows (only above the HNSW threshold)
         bm25/               bm25s index over the same rows
     embed-cache.sqlite      embeddings computed but not yet committed (resume after a crash)
     encoder-<sha>.onnx      the query encoder exported from the model
@@ -41,10 +41,12 @@ from . import vectors as vector_index
 from .files import atomic_write, fsync_dir, sha256_file
 from .lexical import LexicalIndex
 
-FORMAT_VERSION = 1
+# 2: exact search reads vectors.npy directly; vectors.faiss exists only for HNSW. Version 1
+# snapshots (which also kept a FAISS copy of exact indexes) are still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CURRENT = "CURRENT"
 _SNAP_PREFIX = "snap-"
-_FILES = ("meta.sqlite", "vectors.npy", "vectors.faiss")
 _EDGE = 1 << 20
 
 
@@ -173,8 +175,7 @@ def write_snapshot(
         tmp.mkdir(parents=True)
         _write_meta(tmp / "meta.sqlite", docs, chunks)
         np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
-        index = vector_index.build(vectors, hnsw_threshold)
-        vector_index.save(index, tmp / "vectors.faiss")
+        kind, vector_files = vector_index.write(tmp, vectors, hnsw_threshold)
         LexicalIndex.build(lexical_texts).save(tmp / "bm25")
         full = dict(manifest)
         full.update(
@@ -182,9 +183,9 @@ def write_snapshot(
             generation=generation,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             counts={"documents": len(docs), "chunks": len(chunks)},
-            vector_index=vector_index.kind(index),
+            vector_index=kind,
             files={f: {"size": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f), "edges": _edges(tmp / f)}
-                   for f in _FILES},
+                   for f in ("meta.sqlite", "vectors.npy", *vector_files)},
         )
         (tmp / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=True))
         _fsync_tree(tmp)
@@ -241,21 +242,27 @@ class Snapshot:
             self._db = sqlite3.connect(
                 f"file:{self.path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True, check_same_thread=False
             )
-            rows = self._db.execute("SELECT doc, paragraph FROM chunks ORDER BY id").fetchall()
+            rows = self._db.execute("SELECT doc, paragraph, char_start, char_end FROM chunks ORDER BY id").fetchall()
             docs = self._db.execute("SELECT id, source, title FROM documents ORDER BY id").fetchall()
-            self.vectors = vector_index.load(self.path / "vectors.faiss")
+            # Memory-mapped: row lookups and exact search read it in place, nothing is copied. (A
+            # plain ndarray view of the map: numpy's memmap subclass costs time on every operation.)
+            self.matrix = np.load(self.path / "vectors.npy", mmap_mode="r").view(np.ndarray)
+            self.vectors = vector_index.open_index(self.path, manifest.get("vector_index", "exact"), self.matrix)
             self.lexical = LexicalIndex.load(self.path / "bm25")
         except (sqlite3.DatabaseError, RuntimeError, OSError, ValueError, KeyError) as exc:
             raise IndexCorrupt(
                 f"the index in {index_dir} ({name}) cannot be read ({exc}); rebuild it with "
                 f"`python -m service index --index {index_dir} --rebuild`"
             ) from exc
-        self.chunk_doc = np.array([r[0] for r in rows], dtype=np.int64)
-        self.chunk_paragraph = np.array([r[1] for r in rows], dtype=np.int64)
+        # Per chunk, in memory (32 bytes a chunk): what retrieval needs without a database read.
+        columns = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        self.chunk_doc, self.chunk_paragraph, self.chunk_start, self.chunk_end = (
+            np.ascontiguousarray(columns[:, i]) for i in range(4))
         self.doc_sources = [d[1] for d in docs]
         self.doc_titles = [d[2] for d in docs]
         self._doc_by_source = {s: i for i, s in enumerate(self.doc_sources)}
-        if self.vectors.ntotal != len(rows) or self.lexical.size not in (len(rows), 0):
+        if (self.vectors.ntotal != len(rows) or len(self.matrix) != len(rows)
+                or self.lexical.size not in (len(rows), 0)):
             raise IndexCorrupt(
                 f"the index in {index_dir} ({name}) is inconsistent: {self.vectors.ntotal} vectors, "
                 f"{len(rows)} chunks; rebuild it with `python -m service index --index {index_dir} --rebuild`"
@@ -305,8 +312,7 @@ class Snapshot:
                 "SELECT source, sha256, encoding, title, text FROM documents ORDER BY id")]
             chunks = [ChunkRecord(*r) for r in self._db.execute(
                 "SELECT doc, paragraph, char_start, char_end, n_tokens, text FROM chunks ORDER BY id")]
-        vectors = np.load(self.path / "vectors.npy", mmap_mode="r")
-        return docs, chunks, vectors
+        return docs, chunks, self.matrix
 
     def close(self) -> None:
         self._db.close()
@@ -325,7 +331,7 @@ def read_manifest(index_dir: Path) -> tuple[str, dict[str, Any]]:
             f"the index manifest in {index_dir / name} is unreadable ({exc}); rebuild with "
             f"`python -m service index --index {index_dir} --rebuild`"
         ) from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
         raise IndexIncompatible(
             f"the index in {index_dir} has format version {manifest.get('format_version')}, this program reads "
             f"version {FORMAT_VERSION}; rebuild it with `python -m service index --index {index_dir} --rebuild`"

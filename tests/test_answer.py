@@ -72,6 +72,6 @@ def test_off_topic_scores_below_on_topic(fake_embedder: FakeEmbedder) -> None:
 
 
 def test_highlight_picks_the_sentence_with_the_question_terms() -> None:
-    cited = highlight("how far did the river rise?", PASSAGES[0])
+    [cited] = highlight("how far did the river rise?", PASSAGES[:1])
     assert cited.quote == "The river rose by a metre."
     assert DOC_B[cited.quote_start : cited.quote_end] == cited.quote

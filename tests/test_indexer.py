@@ -99,8 +99,23 @@ def test_format_version_change_is_detected(settings: Settings, fake_embedder: Fa
         Engine(settings, embedder=fake_embedder).search("apples")
 
 
-@pytest.mark.parametrize("victim", ["vectors.faiss", "meta.sqlite", "vectors.npy"])
-def test_truncated_index_file_is_detected(settings: Settings, fake_embedder: FakeEmbedder, victim: str) -> None:
+def test_format_1_snapshot_is_still_read(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    """Version 1 named the exact index "flat" (and kept a FAISS copy of it, which is not needed)."""
+    write(settings.corpus, "a.txt", ARTICLE)
+    name = sync(settings, fake_embedder).snapshot
+    expected = Engine(settings, embedder=fake_embedder).search("apples")
+    path = settings.index / name / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(format_version=1, vector_index="flat")
+    path.write_text(json.dumps(manifest))
+    assert Engine(settings, embedder=fake_embedder).search("apples") == expected
+
+
+@pytest.mark.parametrize(("victim", "hnsw_threshold"),
+                         [("meta.sqlite", 100), ("vectors.npy", 100), ("vectors.faiss", 0)])
+def test_truncated_index_file_is_detected(settings: Settings, fake_embedder: FakeEmbedder, victim: str,
+                                          hnsw_threshold: int) -> None:
+    settings = settings.model_copy(update={"hnsw_threshold": hnsw_threshold})
     write(settings.corpus, "a.txt", ARTICLE)
     name = sync(settings, fake_embedder).snapshot
     path: Path = settings.index / name / victim

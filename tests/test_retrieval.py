@@ -14,13 +14,12 @@ from service.indexer import Indexer
 from service.lexical import analyze, analyze_query
 from service.retrieval import (
     FUSIONS,
+    Ranking,
     Retriever,
     by_paragraph,
-    collapse,
     decisiveness,
     fuse,
     paragraph_ids,
-    ranked,
     rrf,
     weighted,
 )
@@ -28,27 +27,32 @@ from service.retrieval import (
 from .conftest import FakeEmbedder, write
 
 
+def ranked(r: Ranking) -> list[int]:
+    return r.ids.tolist()
+
+
 # -- fusion ----------------------------------------------------------------------------------------------
 def test_rrf_sums_reciprocal_ranks() -> None:
-    fused = rrf([[1, 2, 3], [3, 1]], k=60)
+    fused = rrf([[1, 2, 3], [3, 1]], k=60).as_dict()
     assert fused[1] == pytest.approx(1 / 61 + 1 / 62)
     assert fused[2] == pytest.approx(1 / 62)
     assert fused[3] == pytest.approx(1 / 63 + 1 / 61)
-    assert ranked(fused) == [1, 3, 2]
+    assert ranked(rrf([[1, 2, 3], [3, 1]], k=60)) == [1, 3, 2]
 
 
 def test_rrf_ties_break_by_smaller_id() -> None:
     # 7 is first in one list and 4 first in the other: equal scores, so the smaller id comes first.
     fused = rrf([[7, 4], [4, 7]])
-    assert fused[4] == fused[7]
+    assert fused.as_dict()[4] == fused.as_dict()[7]
     assert ranked(fused) == [4, 7]
-    assert ranked({9: 1.0, 2: 1.0, 5: 1.0}) == [2, 5, 9]
+    assert ranked(Ranking.combine(np.array([9, 2, 5]), np.ones(3))) == [2, 5, 9]
+    assert ranked(Ranking.combine(np.array([3, 1, 3]), np.array([0.5, 1.0, 0.5]))) == [1, 3], "values per id are summed"
 
 
 def test_rrf_is_independent_of_list_order() -> None:
     a, b = [5, 1, 9, 3], [3, 8, 5]
     assert ranked(rrf([a, b])) == ranked(rrf([b, a]))
-    assert rrf([a, b]) == rrf([b, a])
+    assert rrf([a, b]).as_dict() == rrf([b, a]).as_dict()
 
 
 @pytest.mark.parametrize("fusion", ["rrf", "weighted"])
@@ -64,15 +68,16 @@ def test_fusion_with_one_side_empty_keeps_the_other_order() -> None:
     for fusion in ("rrf", "weighted"):
         assert ranked(fuse(fusion, dense, empty)) == [4, 2, 8]
         assert ranked(fuse(fusion, empty, dense)) == [4, 2, 8]
-    assert fuse("rrf", empty, empty) == {} and fuse("weighted", empty, empty) == {}
-    assert fuse("bm25", dense, empty) == {}
+    assert len(fuse("rrf", empty, empty)) == 0 and len(fuse("weighted", empty, empty)) == 0
+    assert len(fuse("bm25", dense, empty)) == 0
+    assert ranked(fuse("dense", dense, empty)) == [4, 2, 8]
 
 
 def test_weighted_min_max_normalises_each_side() -> None:
     fused = weighted(([1, 2], np.array([0.9, 0.3])), ([2, 3], np.array([12.0, 4.0])), dense_weight=0.5)
-    assert fused == pytest.approx({1: 0.5, 2: 0.5, 3: 0.0})
+    assert fused.as_dict() == pytest.approx({1: 0.5, 2: 0.5, 3: 0.0})
     one = weighted(([5], np.array([0.2])), ([], np.zeros(0)), dense_weight=0.7)
-    assert one == pytest.approx({5: 0.7}), "a single candidate normalises to 1"
+    assert one.as_dict() == pytest.approx({5: 0.7}), "a single candidate normalises to 1"
 
 
 def test_decisiveness_measures_how_far_the_top_stands_out() -> None:
@@ -98,6 +103,17 @@ def test_question_words_are_not_query_terms() -> None:
     assert "what" in analyze("what") and analyze_query("What did they do?") == []
 
 
+def test_span_terms_are_the_terms_of_each_span() -> None:
+    from service.chunking import sentence_spans
+    from service.lexical import span_terms
+
+    text = "Liu Zhongyi visited Myawaddy. The police were trained in Honiara! Nothing else happened here."
+    spans = sentence_spans(text)
+    assert span_terms(text, spans) == [set(analyze(text[a:b])) for a, b in spans]
+    assert span_terms(text, [(0, len(text))]) == [set(analyze(text))]
+    assert span_terms("", [(0, 0)]) == [set()]
+
+
 def test_dense_weight_moves_the_order() -> None:
     d, lex = ([1, 2], np.array([0.9, 0.1])), ([2, 1], np.array([9.0, 1.0]))
     assert ranked(fuse("weighted", d, lex, dense_weight=0.9))[0] == 1
@@ -116,14 +132,9 @@ def test_paragraph_ids_and_by_paragraph_keep_the_best_chunk() -> None:
     pid = paragraph_ids(doc, par)
     assert pid.tolist() == [0, 0, 1, 2, 2]
     ids, scores = by_paragraph([1, 0, 3, 2, 4], [0.9, 0.8, 0.7, 0.6, 0.5], pid)
-    assert ids == [0, 2, 1] and scores.tolist() == [0.9, 0.7, 0.6]
-
-
-def test_collapse_keeps_first_chunk_per_paragraph_and_counts_paragraphs() -> None:
-    doc = np.array([0, 0, 0, 1, 1])
-    par = np.array([2, 2, 3, 2, 2])
-    assert collapse([1, 0, 4, 3, 2], doc, par, k=10) == [1, 4, 2]
-    assert collapse([1, 0, 4, 3, 2], doc, par, k=2) == [1, 4]
+    assert ids.tolist() == [0, 2, 1] and scores.tolist() == [0.9, 0.7, 0.6]
+    ids, scores = by_paragraph([], [], pid)
+    assert ids.tolist() == [] and scores.tolist() == []
 
 
 # -- the retriever over a real (small) index ---------------------------------------------------------------

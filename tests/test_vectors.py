@@ -1,0 +1,88 @@
+"""Vector search: exact top-n (ties, caps, batching), and the index kind chosen by size."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import vectors
+
+
+def unit_rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_force(matrix: np.ndarray, query: np.ndarray, n: int) -> list[int]:
+    scores = matrix @ query
+    return sorted(range(len(matrix)), key=lambda i: (-scores[i], i))[:n]
+
+
+def test_top_n_is_the_sorted_best_with_ties_broken_by_smaller_id() -> None:
+    scores = np.array([[0.5, 0.9, 0.5, 0.1, 0.9, 0.5]], np.float32)
+    ids, best = vectors.top_n(scores, 4)
+    assert ids.tolist() == [[1, 4, 0, 2]]
+    np.testing.assert_allclose(best, [[0.9, 0.9, 0.5, 0.5]])
+    ids, _ = vectors.top_n(scores, 99)  # capped at the number of columns
+    assert ids.tolist() == [[1, 4, 0, 2, 5, 3]]
+    assert vectors.top_n(scores, 0)[0].shape == (1, 0)
+
+
+def test_exact_index_matches_brute_force_single_and_batched() -> None:
+    matrix, queries = unit_rows(500), unit_rows(7, seed=1)
+    index = vectors.ExactIndex(matrix)
+    batch_ids, batch_scores = index.search(queries, 20)
+    for q, ids, scores in zip(queries, batch_ids, batch_scores, strict=True):
+        assert ids.tolist() == brute_force(matrix, q, 20)
+        np.testing.assert_allclose(scores, matrix[ids] @ q, rtol=1e-5)
+        single_ids, _ = index.search(q[None, :], 20)
+        assert single_ids[0].tolist() == ids.tolist()
+
+
+def test_exact_index_on_no_vectors_returns_nothing() -> None:
+    index = vectors.ExactIndex(np.zeros((0, 16), np.float32))
+    ids, scores = index.search(unit_rows(1), 10)
+    assert ids.shape == (1, 0) and scores.shape == (1, 0)
+    assert index.search(unit_rows(3), 10)[0].shape == (3, 0)
+
+
+def test_concurrent_searches_are_batched_and_each_gets_its_own_results() -> None:
+    matrix, queries = unit_rows(2000), unit_rows(32, seed=2)
+    index = vectors.ExactIndex(matrix)
+    got: dict[int, list[int]] = {}
+
+    def search(i: int) -> None:
+        got[i] = index.search(queries[i][None, :], 5 + i % 7)[0][0].tolist()
+
+    threads = [threading.Thread(target=search, args=(i,)) for i in range(len(queries))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, q in enumerate(queries):
+        assert got[i] == brute_force(matrix, q, 5 + i % 7)  # each caller's own n, own query
+
+
+@pytest.mark.parametrize(("count", "threshold", "kind"), [(300, 300, "exact"), (301, 300, "hnsw")])
+def test_index_kind_is_chosen_by_size(tmp_path: Path, count: int, threshold: int, kind: str) -> None:
+    matrix = unit_rows(count)
+    np.save(tmp_path / "vectors.npy", matrix)
+    written_kind, files = vectors.write(tmp_path, matrix, threshold)
+    assert written_kind == kind
+    assert (tmp_path / vectors.FAISS_FILE).exists() == (kind == "hnsw") == bool(files)
+    index = vectors.open_index(tmp_path, written_kind, np.load(tmp_path / "vectors.npy", mmap_mode="r"))
+    assert index.kind == kind and index.ntotal == count
+    ids, scores = index.search(matrix[:10], 5)
+    assert ids[:, 0].tolist() == list(range(10))  # every vector finds itself first
+    np.testing.assert_allclose(scores[:, 0], 1.0, rtol=1e-5)
+
+
+def test_format_1_flat_snapshots_are_searched_exactly(tmp_path: Path) -> None:
+    matrix = unit_rows(50)
+    index = vectors.open_index(tmp_path, "flat", matrix)
+    assert index.kind == "exact"
+    with pytest.raises(ValueError, match="unknown vector index"):
+        vectors.open_index(tmp_path, "ivf", matrix)
