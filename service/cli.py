@@ -132,13 +132,17 @@ def run_index(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from .api.server import serve
+    from .runtime import limit_malloc_arenas
 
+    limit_malloc_arenas()  # before the server starts its threads
     return serve(_settings(args))
 
 
 def run_mcp(args: argparse.Namespace) -> int:
     from .mcp import run_stdio
+    from .runtime import limit_malloc_arenas
 
+    limit_malloc_arenas()
     return run_stdio(_settings(args))
 
 
