@@ -115,6 +115,7 @@ class Indexer:
             log.info("exporting the query encoder to %s", cached)
             cached.parent.mkdir(parents=True, exist_ok=True)
             embedder.export_onnx(cached)
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         try:
             os.link(cached, tmp)
