@@ -66,7 +66,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _sync_folder(folder: Path, files: dict[str, str]) -> None:
+def sync_folder(folder: Path, files: dict[str, str]) -> None:
     """Make ``folder`` hold exactly ``files`` (name -> text), rewriting only what differs."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -85,7 +85,7 @@ def scifact(out: Path = OUT, data: Path = DATA) -> SciFact:
             title = " ".join(d["title"].split())
             files[f"{d['_id']}.txt"] = f"{title}\n\n{d['text'].strip()}\n"
     corpus = out / "scifact"
-    _sync_folder(corpus, files)
+    sync_folder(corpus, files)
     qrels: dict[str, dict[str, int]] = {}
     with (root / "qrels" / "test.tsv").open(encoding="utf-8") as f:
         next(f)  # header
@@ -131,5 +131,5 @@ def squad(out: Path = OUT, data: Path = DATA, folder: str = "squad", articles: s
                 answers = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
                 questions.append(SquadQuestion(qa["id"], qa["question"].strip(), source, j + 2, answers))
     corpus = out / folder
-    _sync_folder(corpus, files)
+    sync_folder(corpus, files)
     return Squad(corpus, questions, names)

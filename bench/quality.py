@@ -57,6 +57,12 @@ def log(msg: str) -> None:
 
 
 # -- embeddings, cached on disk ---------------------------------------------------------------------
+def vector_cache_path(info: ModelInfo, bf16: str) -> Path:
+    """The on-disk cache of ingest embeddings, one per model and precision (shared by the benchmarks)."""
+    precision = "bf16" if TorchEmbedder(info, bf16).use_bf16 else "fp32"
+    return CACHE / f"vectors-{info.sha256[:12]}-{precision}.sqlite"
+
+
 class CachedTorchEmbedder(TorchEmbedder):
     """The ingest embedder, with every vector kept on disk: a rebuilt index costs no model work."""
 
@@ -114,8 +120,7 @@ class Bench:
     def create(cls, settings: Settings) -> Bench:
         info = model_info(settings.model, settings.offline)
         CACHE.mkdir(parents=True, exist_ok=True)
-        precision = "bf16" if TorchEmbedder(info, settings.bf16).use_bf16 else "fp32"
-        cache = EmbeddingCache(CACHE / f"vectors-{info.sha256[:12]}-{precision}.sqlite", info.sha256, info.dim)
+        cache = EmbeddingCache(vector_cache_path(info, settings.bf16), info.sha256, info.dim)
         return cls(settings, info, CachedTorchEmbedder(info, settings.bf16, settings.embed_batch_size, cache))
 
     def index_key(self, name: str) -> str:
@@ -286,6 +291,26 @@ def eval_answers(bench: Bench, n: int) -> dict[str, Any]:
     return out
 
 
+def eval_precision(settings: Settings, n_queries: int | None) -> dict[str, Any]:
+    """SciFact ingested once with fp32 and once with bf16 embeddings (the service's own indexer),
+    queried with the same fp32 query encoder: how much bf16 ingest moves retrieval quality.
+
+    On a CPU without native bf16 the bf16 side is emulated by torch (same rounding, several times
+    slower); its vectors are cached like any others.
+    """
+    from service.embedding import cpu_supports_bf16
+
+    out: dict[str, Any] = {"native_bf16": cpu_supports_bf16()}
+    fusions = ["dense", settings.fusion]
+    for precision, flag in (("fp32", "off"), ("bf16", "on")):
+        bench = Bench.create(settings.model_copy(update={"bf16": flag}))
+        block = eval_scifact(bench, n_queries, fusions)
+        out[precision] = {"index": block["index"], **{f: block[f]["ndcg@10"] for f in fusions}}
+    out["delta"] = {f: round(out["bf16"][f] - out["fp32"][f], 4) for f in fusions}
+    log(f"[precision] SciFact nDCG@10 bf16 - fp32: {out['delta']}")
+    return out
+
+
 # -- report -------------------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
     default = results["settings"]["fusion"]
@@ -315,6 +340,11 @@ def table(results: dict[str, Any]) -> str:
             parts.append("SQuAD hit@1 [{:.3f}, {:.3f}], hit@5 [{:.3f}, {:.3f}]".format(
                 *d_sq["hit@1_ci95"], *d_sq["hit@5_ci95"]))
         lines += ["", "Bootstrap 95% intervals over queries, default fusion: " + "; ".join(parts) + "."]
+    pr = results.get("precision")
+    if pr:
+        lines += ["", "Ingest precision (SciFact nDCG@10, same fp32 query encoder): " + "; ".join(
+            f"{f}: fp32 {pr['fp32'][f]:.4f}, bf16 {pr['bf16'][f]:.4f} (Δ {pr['delta'][f]:+.4f})" for f in pr["delta"])
+            + ("" if pr["native_bf16"] else " (bf16 emulated on this CPU: quality only, not speed)") + "."]
     a = results.get("answers")
     if a:
         lines += [
@@ -339,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip", action="append", default=[], choices=["scifact", "squad", "answers"])
     p.add_argument("--fusions", default=",".join(FUSIONS), help="comma-separated subset of " + ",".join(FUSIONS))
     p.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/quality.json)")
+    p.add_argument("--compare-precision", action="store_true",
+                   help="also ingest SciFact with bf16 and with fp32 embeddings and compare nDCG@10 "
+                        "(slow the first time on CPUs without native bf16: the bf16 side is emulated)")
     args = p.parse_args(argv)
     if args.quick:
         args.scifact_queries = args.scifact_queries or 100
@@ -363,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["squad"] = eval_squad(bench, args.squad_questions, fusions)
     if "answers" not in args.skip:
         results["answers"] = eval_answers(bench, n_answers)
+    if args.compare_precision:
+        results["precision"] = eval_precision(settings, args.scifact_queries)
     results["seconds"] = round(time.monotonic() - started, 1)
     # A partial run never replaces the recorded full results.
     out = args.out or (CACHE / "quality-quick.json" if results["quick"] else RESULTS / "quality.json")
