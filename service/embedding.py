@@ -28,6 +28,7 @@ from .files import sha256_file
 log = logging.getLogger(__name__)
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+RUN_COST_WORDPIECES = 16  # what starting another ONNX run costs, in word-pieces of padding
 
 
 class ModelError(RuntimeError):
@@ -102,11 +103,11 @@ class WordPieces:
         self.tokenizer = Tokenizer.from_file(path)
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
-        # A second instance, configured once, for model inputs: toggling padding on a shared
+        # A second instance, configured once, for model inputs: toggling settings on a shared
         # tokenizer is not thread-safe (concurrent requests got ragged batches).
         self._inputs = Tokenizer.from_file(path)
         self._inputs.enable_truncation(max_length=max_length)
-        self._inputs.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._inputs.no_padding()
         self.max_length = max_length
 
     def count(self, texts: Sequence[str]) -> list[int]:
@@ -122,14 +123,45 @@ class WordPieces:
         offsets = self.offsets(text)
         return text if len(offsets) <= max_tokens else text[: offsets[max_tokens - 1][1]]
 
+    def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """(token ids, token type ids) of each text as the model reads it: special tokens added,
+        truncated to the model limit, not padded."""
+        return [(e.ids, e.type_ids) for e in self._inputs.encode_batch(list(texts))]
+
+    @staticmethod
+    def pad(encoded: Sequence[tuple[list[int], list[int]]]) -> dict[str, np.ndarray]:
+        """Model inputs for encoded texts, padded to the longest of them."""
+        width = max(len(ids) for ids, _types in encoded)
+        out = {name: np.zeros((len(encoded), width), np.int64)
+               for name in ("input_ids", "attention_mask", "token_type_ids")}
+        for row, (ids, types) in enumerate(encoded):
+            out["input_ids"][row, : len(ids)] = ids
+            out["attention_mask"][row, : len(ids)] = 1
+            out["token_type_ids"][row, : len(ids)] = types
+        return out
+
     def batch(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Model inputs for a batch, padded to its longest text, truncated to the model limit."""
-        encs = self._inputs.encode_batch(list(texts))
-        return {
-            "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
-        }
+        return self.pad(self.encode(texts))
+
+
+def length_runs(lengths: Sequence[int], max_run: int, run_cost: int) -> list[list[int]]:
+    """Group texts into model runs that waste little on padding (positions into ``lengths``).
+
+    A run is padded to its longest text. Texts go in by increasing length, and one joins the
+    current run unless that would add more than ``run_cost`` word-pieces of padding to the texts
+    already in it (the cost of starting a run, in word-pieces of work). In a batch of 8 SciFact
+    claims padding to the longest was 35% of the work.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    runs: list[list[int]] = []
+    for i in order:
+        run = runs[-1] if runs else None
+        if run is not None and len(run) < max_run and len(run) * (lengths[i] - lengths[run[-1]]) <= run_cost:
+            run.append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def cpu_supports_bf16() -> bool:
@@ -243,12 +275,12 @@ class OnnxEmbedder:
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.info.dim), dtype=np.float32)
-        out = []
-        for i in range(0, len(texts), batch_size):
-            feed = self.pieces.batch(texts[i : i + batch_size])
-            feed = {k: v for k, v in feed.items() if k in self._inputs}
-            out.append(self.session.run(None, feed)[0])
-        return _normalize(np.concatenate(out))
+        encoded = self.pieces.encode(texts)
+        out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
+        for run in length_runs([len(ids) for ids, _types in encoded], batch_size, RUN_COST_WORDPIECES):
+            feed = self.pieces.pad([encoded[i] for i in run])
+            out[run] = self.session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+        return _normalize(out)
 
 
 def onnx_path_for(index_dir: Path, info: ModelInfo) -> Path:

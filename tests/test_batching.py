@@ -75,6 +75,20 @@ def test_a_failing_batch_raises_in_its_callers_and_the_next_batch_runs() -> None
     assert dense("fine", index, 1)[1][0].tolist() == [0]
 
 
+def test_length_runs_group_similar_lengths_and_cover_every_text_once() -> None:
+    from service.embedding import length_runs
+
+    lengths = [30, 10, 11, 50, 12, 31, 10, 200]
+    runs = length_runs(lengths, max_run=3, run_cost=8)
+    assert sorted(i for run in runs for i in run) == list(range(len(lengths)))
+    assert all(len(run) <= 3 for run in runs)
+    flat = [lengths[i] for run in runs for i in run]
+    assert flat == sorted(lengths)  # runs follow increasing length
+    assert [[lengths[i] for i in run] for run in runs] == [[10, 10, 11], [12], [30, 31], [50], [200]]
+    assert length_runs(lengths, max_run=64, run_cost=10**9) == [sorted(range(8), key=lambda i: lengths[i])]
+    assert length_runs([], max_run=4, run_cost=4) == []
+
+
 def test_tokenizer_is_safe_to_share_between_threads() -> None:
     """Model inputs and word-piece counts from many threads at once (a PUT during searches)."""
     from service.embedding import WordPieces, resolve_model_dir

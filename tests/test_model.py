@@ -55,6 +55,16 @@ def test_onnx_and_torch_paths_agree(seed_settings: Settings) -> None:
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
 
 
+def test_onnx_batches_by_length_and_keeps_the_input_order(seed_settings: Settings) -> None:
+    """Texts of very different lengths go through several runs; each row is still its own text."""
+    info = model_info(seed_settings.model)
+    onnx = OnnxEmbedder(info, onnx_path_for(seed_settings.index, info))
+    texts = ["short", "word " * 200, "a middling sentence about police cooperation", "x", "word " * 60] * 3
+    together = onnx.embed(texts)
+    alone = np.concatenate([onnx.embed([t]) for t in texts])
+    assert (together * alone).sum(axis=1).min() >= 0.99999
+
+
 def test_cli_json_contract(seed_settings: Settings) -> None:
     out = cli("--json", "--index", str(seed_settings.index), MYANMAR)
     assert out.returncode == 0, out.stderr
