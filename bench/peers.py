@@ -442,8 +442,9 @@ def ask_from_results() -> dict[str, Any]:
         s = json.loads(speed.read_text())
         out["cold_s"] = s.get("cold", {}).get("ask_cold_s")
         out["server_start_s"] = s.get("server_start_s")
-        out["p50_ms"] = s.get("http", {}).get("http_p50_ms")
-        out["p99_ms"] = s.get("http", {}).get("http_p99_ms")
+        http = s.get("http", {}).get("SciFact", {})
+        out["p50_ms"] = http.get("http_p50_ms")
+        out["p99_ms"] = http.get("http_p99_ms")
         c = s.get("concurrency", {})
         out.update(req_per_s=c.get("requests_per_s"), concurrent_p50_ms=c.get("p50_ms"),
                    concurrent_p99_ms=c.get("p99_ms"), errors=c.get("errors"), rss_mib=c.get("server_rss_mib"),

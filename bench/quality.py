@@ -129,6 +129,7 @@ class Bench:
         h.update(json.dumps({
             "model": self.info.sha256, "chunk_tokens": s.chunk_tokens, "overlap": s.chunk_overlap_sentences,
             "title_tokens": s.title_tokens, "embed_title": s.embed_title, "precision": self.ingest.use_bf16,
+            "sentence_chunks": s.sentence_chunks,
             "hnsw_threshold": s.hnsw_threshold,
         }, sort_keys=True).encode())
         for f in _INDEX_SOURCES:
@@ -311,6 +312,29 @@ def eval_precision(settings: Settings, n_queries: int | None) -> dict[str, Any]:
     return out
 
 
+# What goes into a chunk's text, tested against the default (issue 4: keep what the evidence supports).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "windows only, no sentence chunks": {"sentence_chunks": False},
+    "no title in the chunk text": {"embed_title": False},
+}
+
+
+def eval_ablations(settings: Settings, n_queries: int | None, n_questions: int | None) -> dict[str, Any]:
+    """SciFact and SQuAD again with one chunking choice changed at a time (dense and default fusion)."""
+    fusions = ["dense", settings.fusion]
+    out: dict[str, Any] = {}
+    for name, change in ABLATIONS.items():
+        bench = Bench.create(settings.model_copy(update=change))
+        sci, sq = eval_scifact(bench, n_queries, fusions), eval_squad(bench, n_questions, fusions)
+        out[name] = {
+            "settings": change, "scifact_chunks": sci["chunks"], "squad_chunks": sq["chunks"],
+            **{f"scifact_{f}_ndcg@10": sci[f]["ndcg@10"] for f in fusions},
+            **{f"squad_{f}_hit@1": sq[f]["hit@1"] for f in fusions},
+            **{f"squad_{f}_hit@5": sq[f]["hit@5"] for f in fusions},
+        }
+    return out
+
+
 # -- report -------------------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
     default = results["settings"]["fusion"]
@@ -340,6 +364,18 @@ def table(results: dict[str, Any]) -> str:
             parts.append("SQuAD hit@1 [{:.3f}, {:.3f}], hit@5 [{:.3f}, {:.3f}]".format(
                 *d_sq["hit@1_ci95"], *d_sq["hit@5_ci95"]))
         lines += ["", "Bootstrap 95% intervals over queries, default fusion: " + "; ".join(parts) + "."]
+    ab = results.get("ablations")
+    if ab and sci and sq:
+        fusion = default
+        lines += ["", "| chunk text | SciFact chunks | SciFact nDCG@10 dense / hybrid | SQuAD hit@1 dense / hybrid "
+                  "| SQuAD hit@5 hybrid |", "|---|---|---|---|---|",
+                  f"| default (windows + sentence chunks, title) | {sci['chunks']:,} | {sci['dense']['ndcg@10']:.3f} / "
+                  f"{sci[fusion]['ndcg@10']:.3f} | {sq['dense']['hit@1']:.3f} / {sq[fusion]['hit@1']:.3f} | "
+                  f"{sq[fusion]['hit@5']:.3f} |"]
+        for name, r in ab.items():
+            lines.append(f"| {name} | {r['scifact_chunks']:,} | {r['scifact_dense_ndcg@10']:.3f} / "
+                         f"{r[f'scifact_{fusion}_ndcg@10']:.3f} | {r['squad_dense_hit@1']:.3f} / "
+                         f"{r[f'squad_{fusion}_hit@1']:.3f} | {r[f'squad_{fusion}_hit@5']:.3f} |")
     pr = results.get("precision")
     if pr:
         lines += ["", "Ingest precision (SciFact nDCG@10, same fp32 query encoder): " + "; ".join(
@@ -369,6 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip", action="append", default=[], choices=["scifact", "squad", "answers"])
     p.add_argument("--fusions", default=",".join(FUSIONS), help="comma-separated subset of " + ",".join(FUSIONS))
     p.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/quality.json)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also run SciFact and SQuAD with each chunk-text choice switched off in turn "
+                        "(sentence chunks, title); embeds the texts they change the first time")
     p.add_argument("--compare-precision", action="store_true",
                    help="also ingest SciFact with bf16 and with fp32 embeddings and compare nDCG@10 "
                         "(slow the first time on CPUs without native bf16: the bf16 side is emulated)")
@@ -385,8 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {
         "settings": {k: getattr(settings, k) for k in (
             "fusion", "rrf_k", "dense_weight", "candidates", "abstain_threshold", "chunk_tokens",
-            "chunk_overlap_sentences", "title_tokens", "embed_title", "reranker", "rerank_depth", "hnsw_threshold",
-            "model")},
+            "chunk_overlap_sentences", "title_tokens", "embed_title", "sentence_chunks", "reranker", "rerank_depth",
+            "hnsw_threshold", "model")},
         "quick": bool(args.quick or args.scifact_queries or args.squad_questions or args.answers or args.skip
                       or set(fusions) != set(FUSIONS)),
     }
@@ -396,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["squad"] = eval_squad(bench, args.squad_questions, fusions)
     if "answers" not in args.skip:
         results["answers"] = eval_answers(bench, n_answers)
+    if args.ablation:
+        results["ablations"] = eval_ablations(settings, args.scifact_queries, args.squad_questions)
     if args.compare_precision:
         results["precision"] = eval_precision(settings, args.scifact_queries)
     results["seconds"] = round(time.monotonic() - started, 1)

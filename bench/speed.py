@@ -331,7 +331,6 @@ def bench_ingest(n_docs: int) -> dict[str, Any]:
 
     import torch
 
-    from service.chunking import chunk_document
     from service.corpus import load_document, source_name
     from service.embedding import TorchEmbedder, cpu_supports_bf16, model_info
     from service.indexer import Indexer, embed_text
@@ -356,8 +355,7 @@ def bench_ingest(n_docs: int) -> dict[str, Any]:
     for path in sorted(subset.iterdir()):
         doc = load_document(path, source_name(subset, path), settings.max_file_bytes)
         title = indexer._title(doc.title)
-        chunks = chunk_document(doc, indexer.pieces.count, indexer.pieces.offsets,
-                                indexer._chunking()["chunk_tokens"], settings.chunk_overlap_sentences)
+        chunks = indexer._chunk(doc)
         texts += [embed_text(title, c.text, c.paragraph, settings.embed_title) for c in chunks]
     model = embedder.model
 

@@ -129,8 +129,13 @@ class Indexer:
         budget = min(s.chunk_tokens, self.info.max_seq_length - 2 - (s.title_tokens + 1 if s.embed_title else 0))
         return {
             "version": CHUNKER_VERSION, "chunk_tokens": budget, "overlap_sentences": s.chunk_overlap_sentences,
-            "title_tokens": s.title_tokens, "embed_title": s.embed_title,
+            "title_tokens": s.title_tokens, "embed_title": s.embed_title, "sentences": s.sentence_chunks,
         }
+
+    def _same_chunking(self, snap: store.Snapshot) -> bool:
+        """Whether ``snap`` was chunked as these settings chunk (indexes written before sentence
+        chunks became a setting have them: chunker version 2 always made them)."""
+        return {"sentences": True, **snap.manifest.get("chunking", {})} == self._chunking()
 
     def _manifest(self, corpus: Path) -> dict[str, Any]:
         i = self.info
@@ -144,7 +149,7 @@ class Indexer:
         if rebuild or store.current_name(self.index_dir) is None:
             return None
         snap = store.open_snapshot(self.index_dir, self.info.sha256)
-        if snap.manifest.get("chunking") != self._chunking():
+        if not self._same_chunking(snap):
             log.warning("chunking settings changed since the last run: every document is chunked again")
         return snap
 
@@ -208,7 +213,7 @@ class Indexer:
         report: IndexReport,
         full_listing: bool,
     ) -> None:
-        same_chunking = prev is not None and prev.manifest.get("chunking") == self._chunking()
+        same_chunking = prev is not None and self._same_chunking(prev)
         kept: dict[str, tuple[store.DocRecord, list[store.ChunkRecord], np.ndarray]] = {}
         if prev is not None:
             kept = _by_document(prev)
@@ -288,7 +293,8 @@ class Indexer:
 
     def _chunk(self, doc: Document) -> list[Chunk]:
         c = self._chunking()
-        return chunk_document(doc, self.pieces.count, self.pieces.offsets, c["chunk_tokens"], c["overlap_sentences"])
+        return chunk_document(doc, self.pieces.count, self.pieces.offsets, c["chunk_tokens"], c["overlap_sentences"],
+                              c["sentences"])
 
     def _title(self, title: str) -> str:
         return self.pieces.truncate(title, self.settings.title_tokens)

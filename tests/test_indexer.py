@@ -99,6 +99,29 @@ def test_format_version_change_is_detected(settings: Settings, fake_embedder: Fa
         Engine(settings, embedder=fake_embedder).search("apples")
 
 
+def test_sentence_chunks_are_a_setting(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    long = "Title\n\n" + " ".join(f"Sentence {i} is about the harvest of the year {1900 + i}." for i in range(60))
+    write(settings.corpus, "long.txt", long)
+    with_sentences = sync(settings, fake_embedder).chunks_total
+    windows_only = settings.model_copy(update={"sentence_chunks": False})
+    report = Indexer(windows_only, embedder=fake_embedder, progress=False).sync(settings.corpus)
+    assert report.changed == ["corpus/long.txt"], "a different chunking re-chunks the document"
+    assert 0 < report.chunks_total < with_sentences
+
+
+def test_indexes_from_before_the_sentence_setting_are_not_rechunked(settings: Settings,
+                                                                    fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    name = sync(settings, fake_embedder).snapshot
+    path = settings.index / name / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["chunking"]["sentences"]  # as written by earlier versions, which always made them
+    path.write_text(json.dumps(manifest))
+    calls = fake_embedder.calls
+    report = sync(settings, fake_embedder)
+    assert report.unchanged == 1 and fake_embedder.calls == calls
+
+
 def test_format_1_snapshot_is_still_read(settings: Settings, fake_embedder: FakeEmbedder) -> None:
     """Version 1 named the exact index "flat" (and kept a FAISS copy of it, which is not needed)."""
     write(settings.corpus, "a.txt", ARTICLE)
