@@ -194,27 +194,19 @@ def bench_cold(index: Path, queries: list[str], n: int, server: Server | None) -
 
 def raw_components(index: Path) -> Callable[[str], None]:
     """The raw in-process work of one search, each library called directly: embed the query
-    (onnxruntime, the service's own session settings), vector search (a numpy matrix-vector product
-    and top-n, or the FAISS HNSW index when the index is that large), BM25 search; as many
-    candidates as the service fetches."""
+    (onnxruntime, the service's own session settings), vector search (the same primitive the
+    service uses: onnxruntime's GEMM and top-n, or the FAISS HNSW index when the index is that
+    large), BM25 search; as many candidates as the service fetches. No batching, fusion, HTTP."""
     from service import store
     from service.embedding import OnnxEmbedder, model_info, onnx_path_for
-    from service.vectors import HnswIndex, top_n
-
     settings = Settings()
     info = model_info(settings.model)
     snap = store.open_snapshot(index, info.sha256)
     enc = OnnxEmbedder(info, onnx_path_for(index, info))
     n = settings.candidates
-    hnsw = snap.vectors.index if isinstance(snap.vectors, HnswIndex) else None
-    matrix = snap.matrix
 
     def run(query: str) -> None:
-        v = enc.embed([query])
-        if hnsw is not None:
-            hnsw.search(v, n)
-        else:
-            top_n((matrix @ v[0])[None, :], n)
+        snap.vectors.search(enc.embed([query]), n)
         snap.lexical.search(query, n)
 
     return run

@@ -5,11 +5,13 @@ the metadata store: one-to-one by construction.
 
 * **Exact** (up to ``hnsw_threshold`` vectors): a matrix product over ``vectors.npy``, memory-
   mapped (opening costs nothing and the pages are the kernel's to share and evict); no second
-  copy of the vectors is written. One query is a matrix-vector product in numpy's BLAS: 3.4 ms over
-  67k vectors on the reference machine, against 16 ms through FAISS's ``IndexFlatIP`` (whose
-  bundled BLAS is a generic build). Concurrent queries (the engine batches them, see
-  ``service.retrieval.DenseQueries``) are one matrix-matrix product, which reads the vectors once
-  for the batch; onnxruntime's GEMM does that twice as fast as OpenBLAS, which spends most of a
+  copy of the vectors is written. Queries, one or many, are a matrix product in onnxruntime's
+  GEMM (MLAS): the query encoder runs in onnxruntime too, and alternating it with numpy's BLAS
+  made the two thread pools collide (one query: encode 11 ms + BLAS 5.8 ms, against
+  6.6 ms + 7.0 ms with both in onnxruntime, 2 cores). FAISS's ``IndexFlatIP`` took 16 ms for
+  one query over 67k vectors (its bundled BLAS is a generic build). Concurrent queries (the
+  engine batches them, see ``service.retrieval.DenseQueries``) are one product that reads the
+  vectors once for the batch; MLAS does that twice as fast as OpenBLAS, which spends most of a
   product with few query rows repacking the large matrix (8 queries: 14 ms against 30 ms).
 * **HNSW** (above the threshold): ``faiss.IndexHNSWFlat`` in ``vectors.faiss``, whose stored
   vectors are memory-mapped where FAISS allows it (``IO_FLAG_MMAP_IFC``).
@@ -83,8 +85,6 @@ class ExactIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.matrix.shape[1])
         if not self.ntotal:
             scores = np.zeros((len(queries), 0), np.float32)
-        elif len(queries) == 1:
-            scores = (self.matrix @ queries[0])[None, :]
         else:
             scores = _batch_product(queries, self.matrix)
         return top_n(scores, n)
