@@ -8,10 +8,11 @@ Sections:
 * cold   — `ask` in a new process on the SciFact index, vs a bare `python -c pass` and vs importing
            sentence-transformers (what a torch query path would pay); `ask --server` too.
 * http   — sequential POST /v1/search p50/p99 over loopback vs the raw in-process cost of the same
-           work without the service (ONNX query embedding, exact vector search as a numpy matrix
-           product, BM25 search, each called directly), on the SciFact index and on an index of
-           about 100k chunks (SciFact + SQuAD + a second copy of some SciFact abstracts).
-* concurrency — 16 concurrent clients for a fixed time: requests/s, p50/p99, errors; server RSS.
+           work without the service (ONNX query embedding, exact vector search as an onnxruntime
+           matrix product, BM25 search, each called directly), on the SciFact index and on an
+           index of about 100k chunks (SciFact + SQuAD + a second copy of some SciFact abstracts).
+* concurrency — 16 concurrent clients for a fixed time: requests/s, p50/p99, errors; server RSS;
+           baseline: 16 threads calling the same raw components in one process.
 * ingest — chunks embedded per second by `Indexer.sync` vs raw `model.encode` on the same texts
            (same bf16 setting), and bf16 vs fp32 raw encode.
 * scale  — vector search at SciFact size, 100k real chunks and 1M synthetic + 100k real: build and
@@ -302,16 +303,45 @@ def concurrent(url: str, request: Callable[[Any, str], Any], queries: list[str],
     return {"seconds": time.monotonic() - started, "latencies": latencies, "errors": errors[0]}
 
 
-def bench_concurrency(server: Server, queries: list[str], clients: int, seconds: float) -> dict[str, Any]:
+def raw_concurrent(index: Path, queries: list[str], threads: int, seconds: float) -> float:
+    """Baseline for throughput: ``threads`` threads in one process calling the raw components
+    (``raw_components``: embed + vector search + BM25, no batching, fusion or HTTP) for
+    ``seconds``; searches per second."""
+    raw = raw_components(index)
+    for q in queries[:10]:
+        raw(q)
+    done = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def worker(t: int) -> None:
+        i = t
+        while time.monotonic() < stop:
+            raw(queries[i % len(queries)])
+            done[t] += 1
+            i += threads
+
+    started = time.monotonic()
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    return sum(done) / (time.monotonic() - started)
+
+
+def bench_concurrency(server: Server, index: Path, queries: list[str], clients: int, seconds: float) -> dict[str, Any]:
     def search(client: Any, query: str) -> Any:
         return client.post("/v1/search", json={"query": query, "k": 10})
 
     run = concurrent(server.url, search, queries, clients, seconds)
     latencies, elapsed = run["latencies"], run["seconds"]
     rss, peak = rss_mib(server.proc.pid)
+    raw_rps = raw_concurrent(index, queries, clients, seconds)
+    rps = len(latencies) / elapsed
     return {
         "clients": clients, "seconds": round(elapsed, 1), "requests": len(latencies), "errors": run["errors"],
-        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "requests_per_s": round(rps, 1), "raw_threads_per_s": round(raw_rps, 1),
+        "over_raw": round(rps / raw_rps, 2),
         "p50_ms": ms(pct(latencies, 50)), "p99_ms": ms(pct(latencies, 99)),
         "server_rss_mib": round(rss, 1), "server_peak_rss_mib": round(peak, 1),
     }
@@ -547,8 +577,10 @@ def table(r: dict[str, Any]) -> str:
                      f"{h['raw_p50_ms']} / {h['raw_p99_ms']} ms | {h['http_over_raw_p50']}× (p50) |")
     if "concurrency" in r:
         c = r["concurrency"]
+        raw = (f"{c['raw_threads_per_s']} searches/s from {c['clients']} threads calling the raw components "
+               f"in one process | {c['over_raw']}×") if "raw_threads_per_s" in c else "|"
         lines.append(f"| {c['clients']} concurrent clients | {c['requests_per_s']} req/s, p50 {c['p50_ms']} ms, p99 "
-                     f"{c['p99_ms']} ms, {c['errors']} errors | | |")
+                     f"{c['p99_ms']} ms, {c['errors']} errors | {raw} |")
         lines.append(f"| server RSS (SciFact index) | {c['server_rss_mib']} MiB (peak {c['server_peak_rss_mib']}) | | |")
     if "server_start_s" in r:
         lines.append(f"| server start (to first 200 on /health) | {r['server_start_s']:.2f} s | | |")
@@ -593,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["http"] = {"SciFact": bench_http(server, index, queries, 100 if quick else 300)}
             log(f"http: {results['http']}")
         if "concurrency" in only:
-            results["concurrency"] = bench_concurrency(server, queries, 16, 5 if quick else 15)
+            results["concurrency"] = bench_concurrency(server, index, queries, 16, 5 if quick else 15)
             log(f"concurrency: {results['concurrency']}")
     finally:
         if server:

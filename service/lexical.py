@@ -6,6 +6,7 @@ The analyzer is also used to score answer sentences lexically, so both agree on 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -16,13 +17,18 @@ import numpy as np
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _EMPTY = "EMPTY"
+# bm25s variants whose score is the plain sum of the stored term weights (BM25L and BM25+ add a
+# per-term score for chunks that lack the term, which this reader does not implement).
+_SUMMED_METHODS = frozenset({"lucene", "robertson", "atire"})
 
 
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN)
+# Lucene's English stop words, as ``bm25s.stopwords.STOPWORDS_EN`` ships them (a test keeps the two
+# equal): written out so that analysing a query does not import bm25s, and with it scipy (0.2 s of
+# a cold ``ask``).
+STOPWORDS_EN = frozenset("""
+a an and are as at be but by for if in into is it no not of on or such that the their then there
+these they this to was will with
+""".split())
 
 
 @lru_cache(maxsize=1)
@@ -34,7 +40,7 @@ def _stemmer():  # noqa: ANN202 - Stemmer.Stemmer has no type stubs
 
 def analyze(text: str) -> list[str]:
     """Lower-cased, stop words removed, stemmed terms."""
-    stop = _stopwords()
+    stop = STOPWORDS_EN
     words = [w for w in _WORD.findall(text.lower()) if w not in stop]
     return _stemmer().stemWords(words) if words else []
 
@@ -47,7 +53,7 @@ def _stem(word: str) -> str:
 def span_terms(text: str, spans: Sequence[tuple[int, int]]) -> list[set[str]]:
     """The set of :func:`analyze` terms of each ``(start, end)`` span of ``text``. This runs for
     every sentence of every result shown, so it works on sets and stems each word once."""
-    stop = _stopwords()
+    stop = STOPWORDS_EN
     out = []
     for a, b in spans:
         words = set(_WORD.findall(text[a:b].lower()))
@@ -71,50 +77,74 @@ def analyze_query(text: str) -> list[str]:
 
 
 class LexicalIndex:
-    def __init__(self, retriever) -> None:  # noqa: ANN001 - bm25s.BM25
-        self.retriever = retriever
+    """A BM25 index over the chunk texts: built and saved by ``bm25s``, searched from its files.
+
+    bm25s stores the BM25 weight of every (term, chunk) pair as a sparse matrix (``data``,
+    ``indices``, ``indptr``, one row per term); a query's scores are the sums of its terms' rows.
+    Reading those arrays directly (memory-mapped) keeps bm25s and scipy out of the query path: a
+    cold ``ask`` imports neither. A test checks the scores against bm25s's own.
+    """
+
+    def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, vocab: dict[str, int],
+                 num_docs: int) -> None:
+        self.data, self.indices, self.indptr = data, indices, indptr
+        self.vocab = vocab
+        self.num_docs = num_docs
 
     @property
     def size(self) -> int:
-        scores = getattr(self.retriever, "scores", None)
-        return int(scores["num_docs"]) if scores else 0
+        return self.num_docs
 
-    @classmethod
-    def build(cls, texts: Sequence[str]) -> LexicalIndex:
+    @staticmethod
+    def write(texts: Sequence[str], folder: Path) -> None:
+        """Index ``texts`` (row ``i`` = chunk ``i``) with bm25s and save the index into ``folder``."""
         import bm25s
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs at DEBUG by default
-        tokens = [analyze(t) for t in texts]
-        retriever = bm25s.BM25()
-        if texts:
-            retriever.index(tokens, show_progress=False, create_empty_token=True)
-        return cls(retriever)
-
-    def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        if not hasattr(self.retriever, "scores"):  # nothing was indexed (an empty corpus)
+        if not texts:
             (folder / _EMPTY).write_text("")
             return
-        self.retriever.save(str(folder), show_progress=False)
+        retriever = bm25s.BM25()
+        retriever.index([analyze(t) for t in texts], show_progress=False, create_empty_token=True)
+        retriever.save(str(folder), show_progress=False)
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
-        import bm25s
-
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
         if (folder / _EMPTY).exists():
-            return cls(bm25s.BM25())
-        return cls(bm25s.BM25.load(str(folder), mmap=True, show_progress=False))
+            empty = np.zeros(0, np.int32)
+            return cls(np.zeros(0, np.float32), empty, np.zeros(1, np.int64), {}, 0)
+        params = json.loads((folder / "params.index.json").read_text())
+        if params.get("method", "lucene") not in _SUMMED_METHODS:
+            raise ValueError(f"unsupported BM25 variant {params.get('method')!r} in {folder}")
+        vocab = json.loads((folder / "vocab.index.json").read_text())
+        # Plain ndarray views of the maps: numpy's memmap subclass costs time on every slice.
+        data, indices, indptr = (
+            np.load(folder / f"{name}.csc.index.npy", mmap_mode="r").view(np.ndarray)
+            for name in ("data", "indices", "indptr")
+        )
+        # bm25s's vocabulary also names an empty token that has no row: ids beyond the rows are skipped.
+        if len(indptr) < 1 or len(data) != len(indices) or int(indptr[-1]) != len(data):
+            raise ValueError(f"the BM25 index in {folder} is inconsistent")
+        return cls(data, indices, indptr, vocab, int(params["num_docs"]))
+
+    def scores(self, terms: Sequence[str]) -> np.ndarray:
+        """BM25 score of every chunk for the query ``terms`` (a repeated term counts again)."""
+        last = len(self.indptr) - 1
+        rows = [r for r in (self.vocab.get(t, last) for t in terms) if r < last]
+        if not rows:
+            return np.zeros(self.num_docs, np.float32)
+        spans = [(int(self.indptr[r]), int(self.indptr[r + 1])) for r in rows]
+        chunk_ids = np.concatenate([self.indices[a:b] for a, b in spans])
+        weights = np.concatenate([self.data[a:b] for a, b in spans])
+        return np.bincount(chunk_ids, weights=weights, minlength=self.num_docs).astype(np.float32)
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` chunk ids and BM25 scores (only chunks sharing a term with the query)."""
-        if not getattr(self.retriever, "vocab_dict", None):
+        terms = analyze_query(query)
+        if not self.num_docs or not terms:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        ids = self.retriever.get_tokens_ids(analyze_query(query))
-        ids = [i for i in ids if i != self.retriever.vocab_dict.get("")]
-        if not ids:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = np.asarray(self.retriever.get_scores_from_ids(ids), dtype=np.float32)
+        scores = self.scores(terms)
         hits = np.flatnonzero(scores > 0)
         if len(hits) > n:
             hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]

@@ -176,7 +176,7 @@ def write_snapshot(
         _write_meta(tmp / "meta.sqlite", docs, chunks)
         np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
         kind, vector_files = vector_index.write(tmp, vectors, hnsw_threshold)
-        LexicalIndex.build(lexical_texts).save(tmp / "bm25")
+        LexicalIndex.write(lexical_texts, tmp / "bm25")
         full = dict(manifest)
         full.update(
             format_version=FORMAT_VERSION,

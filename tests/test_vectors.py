@@ -86,3 +86,18 @@ def test_format_1_flat_snapshots_are_searched_exactly(tmp_path: Path) -> None:
     assert index.kind == "exact"
     with pytest.raises(ValueError, match="unknown vector index"):
         vectors.open_index(tmp_path, "ivf", matrix)
+
+
+def test_the_stored_gemm_graph_is_the_one_onnx_builds() -> None:
+    assert vectors._GEMM_MODEL == vectors.gemm_model()
+
+
+def test_one_query_and_a_batch_get_the_same_exact_results() -> None:
+    matrix = unit_rows(500, seed=3)
+    queries = unit_rows(4, seed=4)
+    index = vectors.ExactIndex(matrix)
+    batch_ids, batch_scores = index.search(queries, 7)
+    for row, q in enumerate(queries):
+        ids, scores = index.search(q[None, :], 7)
+        assert ids[0].tolist() == batch_ids[row].tolist() == brute_force(matrix, q, 7)
+        np.testing.assert_allclose(scores[0], batch_scores[row], rtol=1e-5)
