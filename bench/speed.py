@@ -294,13 +294,19 @@ def concurrent(url: str, request: Callable[[Any, str], Any], queries: list[str],
             latencies.extend(mine)
             errors[0] += bad
 
+    elapsed = run_threads(worker, clients)
+    return {"seconds": elapsed, "latencies": latencies, "errors": errors[0]}
+
+
+def run_threads(worker: Callable[[int], None], n: int) -> float:
+    """Run ``worker(0)`` … ``worker(n - 1)`` in ``n`` threads until all return; seconds taken."""
     started = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    return {"seconds": time.monotonic() - started, "latencies": latencies, "errors": errors[0]}
+    return time.monotonic() - started
 
 
 def raw_concurrent(index: Path, queries: list[str], threads: int, seconds: float) -> float:
@@ -320,13 +326,8 @@ def raw_concurrent(index: Path, queries: list[str], threads: int, seconds: float
             done[t] += 1
             i += threads
 
-    started = time.monotonic()
-    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-    for th in pool:
-        th.start()
-    for th in pool:
-        th.join()
-    return sum(done) / (time.monotonic() - started)
+    elapsed = run_threads(worker, threads)
+    return sum(done) / elapsed
 
 
 def bench_concurrency(server: Server, index: Path, queries: list[str], clients: int, seconds: float) -> dict[str, Any]:
