@@ -125,8 +125,9 @@ def weighted(dense: Side, lexical: Side, dense_weight: float, adaptive: bool = T
     weights = [dense_weight, 1.0 - dense_weight]
     if adaptive:
         raw = [w * decisiveness(scores) for w, (_ids, scores) in zip(weights, sides, strict=True)]
-        if sum(raw) > 1e-12:
-            weights = [w / sum(raw) for w in raw]
+        total = sum(raw)
+        if total > 1e-12:
+            weights = [w / total for w in raw]
     return Ranking.combine(np.concatenate([ids for ids, _ in sides]),
                            np.concatenate([w * _minmax(scores) for w, (_ids, scores) in zip(weights, sides, strict=True)]))
 
@@ -170,6 +171,16 @@ def fuse(fusion: str, dense: Side, lexical: Side, rrf_k: int = 60, dense_weight:
 Dense = tuple[np.ndarray, np.ndarray]  # (chunk ids, cosine scores), best first
 
 
+def _no_candidates() -> Dense:
+    return np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+
+def _dense_row(ids: np.ndarray, scores: np.ndarray) -> Dense:
+    """One query's row of a vector search, without the -1 slots HNSW pads with when it finds fewer."""
+    keep = ids >= 0
+    return ids[keep].astype(np.int64), scores[keep]
+
+
 class DenseQueries:
     """Query vectors and their dense candidates, concurrent requests coalesced (``service.batching``).
 
@@ -195,15 +206,13 @@ class DenseQueries:
         for i, (_query, index, n) in enumerate(items):
             if n > 0:
                 groups.setdefault(id(index), []).append(i)
-        empty: Dense = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-        out: list[tuple[np.ndarray, Dense]] = [(vectors[i], empty) for i in range(len(items))]
+        out: list[tuple[np.ndarray, Dense]] = [(vectors[i], _no_candidates()) for i in range(len(items))]
         for members in groups.values():
             index = items[members[0]][1]
             ids, scores = index.search(vectors[members], max(items[i][2] for i in members))
             for row, i in enumerate(members):
-                top_ids, top_scores = ids[row, : items[i][2]], scores[row, : items[i][2]]
-                keep = top_ids >= 0  # HNSW pads with -1 when it finds fewer
-                out[i] = (vectors[i], (top_ids[keep], top_scores[keep]))
+                n = items[i][2]
+                out[i] = (vectors[i], _dense_row(ids[row, :n], scores[row, :n]))
         return out
 
 
@@ -272,14 +281,12 @@ class Retriever:
         """
         snap = self.snapshot
         n = min(self.candidates, snap.size)
-        empty: Dense = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-        lexical = empty
+        lexical = _no_candidates()
         if fusion == "bm25":
-            dense = empty
+            dense = _no_candidates()
         elif dense is None:
             ids, scores = snap.vectors.search(query_vector[None, :], n)
-            keep = ids[0] >= 0
-            dense = (ids[0][keep].astype(np.int64), scores[0][keep])
+            dense = _dense_row(ids[0], scores[0])
         if fusion != "dense":
             lexical = snap.lexical.search(query, n)
         return dense, lexical
