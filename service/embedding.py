@@ -2,9 +2,14 @@
 
 * ``TorchEmbedder`` runs sentence-transformers (bf16 autocast where the CPU supports it) and is used
   to ingest documents. Importing it costs seconds, so nothing imports it at query time.
-* ``OnnxEmbedder`` runs the same transformer exported to ONNX, with the ``tokenizers`` library and
-  mean pooling in numpy. It starts in a fraction of a second and serves queries. The export is made
-  once per model (by the indexer, which has torch loaded anyway) and stored next to the index.
+* ``OnnxEmbedder`` runs the same transformer exported to ONNX, with the ``tokenizers`` library. It
+  starts in a fraction of a second and serves queries. The export is made once per model (by the
+  indexer, which has torch loaded anyway) and stored next to the index. The exported graph also
+  searches: after mean pooling and L2 normalisation it scores the vectors against a ``matrix``
+  input and keeps the best ``k`` (ONNX ``TopK``), so a query's embedding and its exact search are
+  one onnxruntime run (``OnnxEmbedder.search``). One run instead of two saved about 0.5 ms of a
+  9 ms query on 2 cores: one thread pool wakes and spins, not two in turn. Embedding alone feeds a
+  one-row matrix.
 
 Both produce L2-normalised float32 vectors; a test checks that they agree to cosine >= 0.9999.
 """
@@ -248,11 +253,43 @@ class TorchEmbedder:
                               "embedding": {0: "batch"}},
                 opset_version=17, dynamo=False,
             )
+        _append_search(tmp, self.info.dim)
         os.replace(tmp, target)
 
 
+def _append_search(path: Path, dim: int) -> None:
+    """Extend the exported encoder (output ``embedding``: mean-pooled vectors) in place with
+    normalisation and exact search: outputs ``vector`` (L2-normalised, as ``_normalize``), and
+    ``top_scores``/``top_ids``, the ``k`` best rows of the input ``matrix`` by inner product, best
+    first (ONNX TopK: equal scores keep the smaller row first, as ``vectors.top_n`` does)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    graph.input.extend([helper.make_tensor_value_info("matrix", TensorProto.FLOAT, ["rows", dim]),
+                        helper.make_tensor_value_info("k", TensorProto.INT64, [1])])
+    graph.initializer.append(helper.make_tensor("min_norm", TensorProto.FLOAT, [], [1e-12]))
+    graph.node.extend([
+        helper.make_node("ReduceL2", ["embedding"], ["norm"], axes=[1], keepdims=1),
+        helper.make_node("Max", ["norm", "min_norm"], ["divisor"]),
+        helper.make_node("Div", ["embedding", "divisor"], ["vector"]),
+        helper.make_node("Gemm", ["vector", "matrix"], ["scores"], transB=1),
+        helper.make_node("TopK", ["scores", "k"], ["top_scores", "top_ids"], axis=1, largest=1, sorted=1),
+    ])
+    del graph.output[:]
+    graph.output.extend([
+        helper.make_tensor_value_info("vector", TensorProto.FLOAT, ["batch", dim]),
+        helper.make_tensor_value_info("top_scores", TensorProto.FLOAT, ["batch", "k"]),
+        helper.make_tensor_value_info("top_ids", TensorProto.INT64, ["batch", "k"]),
+    ])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 class OnnxEmbedder:
-    """The exported transformer under onnxruntime: same vectors, sub-second start."""
+    """The exported transformer under onnxruntime: same vectors, sub-second start; it also runs a
+    query's exact vector search in the same graph (``search``)."""
 
     def __init__(self, info: ModelInfo, onnx_path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -271,17 +308,43 @@ class OnnxEmbedder:
         opts.add_session_config_entry("session.force_spinning_stop", "1")
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self.session.get_inputs()}
+        self._no_matrix = np.zeros((1, info.dim), np.float32)  # embedding alone searches one zero row
+        self._one = np.ones(1, np.int64)
+
+    def _run(self, texts: Sequence[str], matrix: np.ndarray, n: int, batch_size: int | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Vectors and top ``n`` (ids, scores) in ``matrix``; ``batch_size`` None: one run for all
+        texts (a search reads the whole matrix once per run, so it is not split by length)."""
+        encoded = self.pieces.encode(texts)
+        vectors = np.zeros((len(texts), self.info.dim), dtype=np.float32)
+        ids = np.zeros((len(texts), n), dtype=np.int64)
+        scores = np.zeros((len(texts), n), dtype=np.float32)
+        k = np.full(1, n, np.int64) if n else self._one
+        lengths = [len(pieces) for pieces, _types in encoded]
+        runs = [list(range(len(texts)))] if batch_size is None else length_runs(lengths, batch_size, RUN_COST_WORDPIECES)
+        for run in runs:
+            feed = {name: v for name, v in self.pieces.pad([encoded[i] for i in run]).items() if name in self._inputs}
+            vectors[run], top_scores, top_ids = self.session.run(None, {**feed, "matrix": matrix, "k": k})
+            if n:
+                scores[run], ids[run] = top_scores, top_ids
+        return vectors, ids, scores
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.info.dim), dtype=np.float32)
-        encoded = self.pieces.encode(texts)
-        out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
-        for run in length_runs([len(ids) for ids, _types in encoded], batch_size, RUN_COST_WORDPIECES):
-            feed = self.pieces.pad([encoded[i] for i in run])
-            out[run] = self.session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
-        return _normalize(out)
+        return self._run(texts, self._no_matrix, 0, batch_size)[0]
+
+    def search(self, texts: Sequence[str], matrix: np.ndarray, n: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Embed ``texts`` and find each one's ``n`` best rows of ``matrix`` (L2-normalised float32,
+        searched in place) in one run: (vectors, ids, scores), best first, as ``ExactIndex.search``."""
+        n = min(n, len(matrix))
+        if not texts or n <= 0:
+            return self.embed(texts), np.zeros((len(texts), 0), np.int64), np.zeros((len(texts), 0), np.float32)
+        return self._run(texts, matrix, n, None)
 
 
 def onnx_path_for(index_dir: Path, info: ModelInfo) -> Path:
-    return index_dir / f"encoder-{info.sha256[:16]}.onnx"
+    """The exported query graph for a model. ("encoder-*.onnx", from before the graph searched,
+    is no longer read: the indexer exports this one on its next run.)"""
+    return index_dir / f"query-{info.sha256[:16]}.onnx"

@@ -26,6 +26,7 @@ import numpy as np
 
 from .batching import MicroBatcher
 from .store import Snapshot
+from .vectors import ExactIndex
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -188,6 +189,8 @@ class DenseQueries:
     while a batch runs share one encoder run and one matrix product for the exact search (which
     reads every vector once per batch instead of once per query). Batching the two steps
     separately would start the search of each batch with whichever query reached it first, alone.
+    With an embedder that can search (``OnnxEmbedder.search``) an exact index is searched in the
+    same onnxruntime run that embeds the batch.
     """
 
     def __init__(self, embedder: Embedder, max_batch: int = 64) -> None:
@@ -201,18 +204,24 @@ class DenseQueries:
         return self._batcher((query, index, n))
 
     def _run(self, items: list[tuple[str, VectorIndex, int]]) -> list[tuple[np.ndarray, Dense]]:
-        vectors = self.embedder.embed([query for query, _index, _n in items])
         groups: dict[int, list[int]] = {}  # requests may hold different snapshots' indexes
-        for i, (_query, index, n) in enumerate(items):
-            if n > 0:
-                groups.setdefault(id(index), []).append(i)
-        out: list[tuple[np.ndarray, Dense]] = [(vectors[i], _no_candidates()) for i in range(len(items))]
+        for i, (_query, index, _n) in enumerate(items):
+            groups.setdefault(id(index), []).append(i)
+        out: list[tuple[np.ndarray, Dense]] = [None] * len(items)  # type: ignore[list-item]
         for members in groups.values():
             index = items[members[0]][1]
-            ids, scores = index.search(vectors[members], max(items[i][2] for i in members))
+            texts = [items[i][0] for i in members]
+            n = max(items[i][2] for i in members)
+            search = getattr(self.embedder, "search", None)
+            if n > 0 and search is not None and isinstance(index, ExactIndex):  # one ONNX run for both
+                vectors, ids, scores = search(texts, index.matrix, n)
+            else:
+                vectors = self.embedder.embed(texts)
+                ids, scores = index.search(vectors, n) if n > 0 else (None, None)
             for row, i in enumerate(members):
-                n = items[i][2]
-                out[i] = (vectors[i], _dense_row(ids[row, :n], scores[row, :n]))
+                k = items[i][2]
+                dense = _dense_row(ids[row, :k], scores[row, :k]) if k > 0 else _no_candidates()
+                out[i] = (vectors[row], dense)
         return out
 
 

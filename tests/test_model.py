@@ -65,6 +65,30 @@ def test_onnx_batches_by_length_and_keeps_the_input_order(seed_settings: Setting
     assert (together * alone).sum(axis=1).min() >= 0.99999
 
 
+def test_onnx_search_in_one_run_matches_embedding_then_exact_search(seed_settings: Settings) -> None:
+    """The exported graph embeds and searches in one run; it gives the vectors ``embed`` gives and
+    the rows and scores ``ExactIndex.search`` finds for them."""
+    from service import store
+    from service.retrieval import DenseQueries
+    from service.vectors import ExactIndex
+
+    info = model_info(seed_settings.model)
+    onnx = OnnxEmbedder(info, onnx_path_for(seed_settings.index, info))
+    matrix = store.open_snapshot(seed_settings.index, info.sha256).matrix
+    queries = ["who visited Myanmar?", "police cooperation training", "x", "word " * 300]
+    vectors, ids, scores = onnx.search(queries, matrix, 7)
+    np.testing.assert_allclose(vectors, onnx.embed(queries), atol=1e-6)
+    exact_ids, exact_scores = ExactIndex(matrix).search(onnx.embed(queries), 7)
+    np.testing.assert_allclose(scores, exact_scores, atol=1e-5)
+    np.testing.assert_allclose(scores, np.take_along_axis(vectors @ matrix.T, ids, axis=1), atol=1e-5)
+    assert (ids[:, 0] == exact_ids[:, 0]).all() and ids.shape == (4, 7)
+    assert onnx.search(queries[:1], matrix, len(matrix) + 5)[1].shape == (1, len(matrix))  # capped
+    assert onnx.search(queries[:1], matrix, 0)[1].shape == (1, 0)
+    # the engine's batched dense step takes the one-run path for an exact index
+    vector, (top, _scores) = DenseQueries(onnx)(queries[0], ExactIndex(matrix), 7)
+    assert top.tolist() == ids[0].tolist() and np.allclose(vector, vectors[0], atol=1e-6)
+
+
 def test_cli_json_contract(seed_settings: Settings) -> None:
     out = cli("--json", "--index", str(seed_settings.index), MYANMAR)
     assert out.returncode == 0, out.stderr
