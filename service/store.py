@@ -10,7 +10,7 @@ Layout of an index folder::
         vectors.faiss       FAISS HNSW index over the same rows (only above the HNSW threshold)
         bm25/               bm25s index over the same rows
     embed-cache.sqlite      embeddings computed but not yet committed (resume after a crash)
-    encoder-<sha>.onnx      the query encoder exported from the model
+    query-<sha>.onnx        the query graph exported from the model (encoder + exact search)
     .lock                   writer lock
 
 A writer builds a complete new snapshot in a temporary folder, fsyncs it, renames it into place,
