@@ -17,7 +17,7 @@ import numpy as np
 
 from .chunking import sentence_spans
 from .embedding import Embedder
-from .lexical import analyze_query, span_terms
+from .lexical import analyze_query, iter_span_terms, span_terms
 from .retrieval import Passage
 
 # Weights chosen on SQuAD (bench/quality.py, 1,000 answerable questions; unanswerable: questions
@@ -125,18 +125,22 @@ def score_sentences(
 
 
 def highlight(question: str, passages: Sequence[Passage]) -> list[Citation]:
-    """Cite passages, each with its best sentence chosen lexically (no model call: cheap enough for search)."""
-    terms = analyze_query(question)
+    """Cite passages, each with its best sentence chosen lexically (no model call: cheap enough for
+    search): the first sentence holding the most of the question's terms (``term_coverage`` with
+    equal weights ranks sentences the same way)."""
+    terms = set(analyze_query(question))
     cited = []
     for p in passages:
         spans = sentence_spans(p.text)
         a, b = spans[0] if spans else (0, len(p.text))
-        if len(spans) > 1:
-            best = -1.0
-            for (start, end), present in zip(spans, span_terms(p.text, spans), strict=True):
-                cover = term_coverage(terms, present, {})
-                if cover > best:
-                    best, a, b = cover, start, end
+        if len(spans) > 1 and terms:
+            best = -1
+            for (start, end), present in zip(spans, iter_span_terms(p.text, spans), strict=True):
+                hits = len(terms & present)
+                if hits > best:
+                    best, a, b = hits, start, end
+                    if hits == len(terms):  # no later sentence can hold more
+                        break
         cited.append(Citation(p.source, p.paragraph, p.text, p.char_start, p.char_end, p.score,
                               p.text[a:b], p.char_start + a, p.char_start + b, p.title))
     return cited

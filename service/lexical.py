@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +17,8 @@ import numpy as np
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _EMPTY = "EMPTY"
+# For ASCII text: every character that ``\w`` does not match, as a space (then str.split finds the words).
+_ASCII_NON_WORD_TO_SPACE = bytes(c if chr(c).isalnum() or chr(c) == "_" else ord(" ") for c in range(256))
 # bm25s variants whose score is the plain sum of the stored term weights (BM25L and BM25+ add a
 # per-term score for chunks that lack the term, which this reader does not implement).
 _SUMMED_METHODS = frozenset({"lucene", "robertson", "atire"})
@@ -45,21 +47,41 @@ def analyze(text: str) -> list[str]:
     return _stemmer().stemWords(words) if words else []
 
 
-@lru_cache(maxsize=200_000)
-def _stem(word: str) -> str:
-    return _stemmer().stemWord(word)
+class _Stems(dict[str, str]):
+    """word -> stem, each word stemmed once; looked up by ``map`` (no Python call per cached word)."""
+
+    limit = 200_000  # words kept; then it starts again (a long-running server sees unbounded text)
+
+    def __missing__(self, word: str) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        stem = self[word] = _stemmer().stemWord(word)
+        return stem
+
+
+_STEMS = _Stems()
 
 
 def span_terms(text: str, spans: Sequence[tuple[int, int]]) -> list[set[str]]:
-    """The set of :func:`analyze` terms of each ``(start, end)`` span of ``text``. This runs for
-    every sentence of every result shown, so it works on sets and stems each word once."""
-    stop = STOPWORDS_EN
-    out = []
+    """The set of :func:`analyze` terms of each ``(start, end)`` span of ``text``."""
+    return list(iter_span_terms(text, spans))
+
+
+def iter_span_terms(text: str, spans: Iterable[tuple[int, int]]) -> Iterator[set[str]]:
+    """:func:`span_terms`, one span at a time. This runs for every sentence of every result shown,
+    so it works on sets, lower-cases the text once and stems each distinct word once."""
+    stop, stem = STOPWORDS_EN, _STEMS.__getitem__
+    if text.isascii():  # most text: words are what str.split finds once other characters are spaces
+        spaced = text.lower().encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).decode("ascii")
+        for a, b in spans:
+            words = set(spaced[a:b].split())
+            words -= stop
+            yield set(map(stem, words))
+        return
     for a, b in spans:
         words = set(_WORD.findall(text[a:b].lower()))
         words -= stop
-        out.append({_stem(w) for w in words})
-    return out
+        yield set(map(stem, words))
 
 
 # The words that make a sentence a question ("what did she have", "where was it held"), dropped

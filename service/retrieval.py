@@ -141,6 +141,24 @@ def paragraph_ids(chunk_doc: np.ndarray, chunk_paragraph: np.ndarray) -> np.ndar
     return np.unique(key, return_inverse=True)[1].astype(np.int64).reshape(-1)
 
 
+def _paragraph_windows(para: np.ndarray, starts: np.ndarray, ends: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which chunks are windows (not inside an earlier chunk of their paragraph, in text order with
+    the longer of two equal starts first), and the windows of paragraph p, in text order, as
+    ``windows[bounds[p]:bounds[p + 1]]``. Computed once per snapshot, for all chunks at once."""
+    order = np.lexsort((-ends, starts, para))  # stable: equal spans keep the smaller id first
+    # A running maximum of the ends, keyed by paragraph so that it starts again in each one.
+    key = para[order].astype(np.int64) * (1 << 32) + ends[order]
+    reach = np.maximum.accumulate(key) if len(key) else key
+    flags = np.ones(len(order), bool)
+    flags[1:] = key[1:] > reach[:-1]
+    is_window = np.zeros(len(order), bool)
+    is_window[order] = flags
+    windows = order[flags].astype(np.int64)
+    bounds = np.searchsorted(para[windows], np.arange(int(para.max(initial=-1)) + 2))
+    return is_window, windows, bounds
+
+
 def first_per_group(ids: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Positions of the first item of each group, in ranking order (``ids`` best first)."""
     if not len(ids):
@@ -237,9 +255,8 @@ class Retriever:
         self.rerank_depth = rerank_depth
         self._matrix = snapshot.matrix
         self._para = paragraph_ids(snapshot.chunk_doc, snapshot.chunk_paragraph)
-        # The chunks of paragraph p are _by_para[_bounds[p]:_bounds[p + 1]], in chunk (text) order.
-        self._by_para = np.argsort(self._para, kind="stable")
-        self._bounds = np.searchsorted(self._para[self._by_para], np.arange(int(self._para.max(initial=-1)) + 2))
+        self._is_window, self._windows_of, self._window_bounds = _paragraph_windows(
+            self._para, snapshot.chunk_start, snapshot.chunk_end)
 
     @classmethod
     def from_settings(cls, snapshot: Snapshot, settings: Settings) -> Retriever:
@@ -257,25 +274,23 @@ class Retriever:
             return np.zeros(0, np.float32)
         return np.asarray(self._matrix[np.asarray(ids, dtype=np.int64)] @ query_vector, dtype=np.float32)
 
-    def _windows(self, paragraphs: Sequence[int], best: Sequence[int], chunk_fused: Ranking) -> list[int]:
-        """For each paragraph, the window (a chunk no other chunk contains) holding its best chunk;
-        when overlapping windows both hold it, the one the fusion scored higher."""
+    def _windows(self, best: Sequence[int], chunk_fused: Ranking) -> list[int]:
+        """For each best chunk, the window (a chunk no other chunk contains) holding it; when
+        overlapping windows both hold it, the one the fusion scored higher."""
         starts, ends = self.snapshot.chunk_start, self.snapshot.chunk_end
         scores: dict[int, float] | None = None
         out = []
-        for p, b in zip(paragraphs, best, strict=True):
-            ids = self._by_para[self._bounds[p] : self._bounds[p + 1]]
-            if len(ids) == 1:
-                out.append(int(b))
+        for b in best:
+            if self._is_window[b]:  # the usual case, and the only window that holds a window
+                out.append(b)
                 continue
-            ids = ids[np.lexsort((-ends[ids], starts[ids]))]  # text order, the longer first
-            reach = np.maximum.accumulate(ends[ids])
-            window = np.concatenate(([True], ends[ids][1:] > reach[:-1]))  # not inside an earlier chunk
-            holding = ids[window & (starts[ids] <= starts[b]) & (ends[ids] >= ends[b])].tolist()
+            p = self._para[b]
+            ids = self._windows_of[self._window_bounds[p] : self._window_bounds[p + 1]]
+            holding = ids[(starts[ids] <= starts[b]) & (ends[ids] >= ends[b])].tolist()
             if len(holding) > 1:
                 scores = scores if scores is not None else chunk_fused.as_dict()
                 holding.sort(key=lambda c: (-scores.get(c, -np.inf), c))
-            out.append(holding[0] if holding else int(b))
+            out.append(holding[0] if holding else b)
         return out
 
     def dense_candidates(self, fusion: str | None = None) -> int:
@@ -321,7 +336,7 @@ class Retriever:
         chunk_fused = fuse(fusion, dense, lexical, self.rrf_k, self.dense_weight)
         firsts = chunk_fused.ids[first_per_group(chunk_fused.ids, para)]
         best_of = dict(zip(para[firsts].tolist(), firsts.tolist(), strict=True))
-        top = self._windows(top_paragraphs, [best_of[p] for p in top_paragraphs], chunk_fused)
+        top = self._windows([best_of[p] for p in top_paragraphs], chunk_fused)
         lexical_best = dict(zip(lexical_paragraphs[0].tolist(), lexical_paragraphs[1].tolist(), strict=True))
         cosine = self.dense_scores(query_vector, top).tolist()
         rows = {r.id: r for r in snap.chunk_rows(top)}

@@ -103,15 +103,37 @@ def test_question_words_are_not_query_terms() -> None:
     assert "what" in analyze("what") and analyze_query("What did they do?") == []
 
 
-def test_span_terms_are_the_terms_of_each_span() -> None:
+@pytest.mark.parametrize("text", [
+    "Liu Zhongyi visited Myawaddy. The police were trained in Honiara! Nothing else happened here.",
+    "e-mail x_y 3.5% (re-run) [IL-6]; TNF-α and IL-1β rose. Zürich's 2nd team — São Paulo won.",
+    "snake_case words_like_this, tabs\tand\nnew lines; 'quoted' \"double\" #tag @user 1,000 a/b",
+])
+def test_span_terms_are_the_terms_of_each_span(text: str) -> None:
+    """ASCII text takes a faster path than the rest; both must find what ``analyze`` finds."""
     from service.chunking import sentence_spans
     from service.lexical import span_terms
 
-    text = "Liu Zhongyi visited Myawaddy. The police were trained in Honiara! Nothing else happened here."
     spans = sentence_spans(text)
     assert span_terms(text, spans) == [set(analyze(text[a:b])) for a, b in spans]
     assert span_terms(text, [(0, len(text))]) == [set(analyze(text))]
     assert span_terms("", [(0, 0)]) == [set()]
+
+
+def test_paragraph_windows_are_the_chunks_no_earlier_chunk_contains() -> None:
+    from service.retrieval import _paragraph_windows
+
+    # paragraph 0: two overlapping windows and three sentences; paragraph 1: one chunk;
+    # paragraph 2: a window, a sentence with its exact span (not a window), a sentence inside it
+    para = np.array([0, 0, 0, 0, 0, 1, 2, 2, 2])
+    starts = np.array([0, 0, 10, 30, 20, 0, 5, 5, 9])
+    ends = np.array([40, 10, 30, 40, 60, 7, 50, 50, 20])
+    is_window, windows, bounds = _paragraph_windows(para, starts, ends)
+    assert is_window.tolist() == [True, False, False, False, True, True, True, False, False]
+    assert windows[bounds[0]:bounds[1]].tolist() == [0, 4]  # text order
+    assert windows[bounds[1]:bounds[2]].tolist() == [5]
+    assert windows[bounds[2]:bounds[3]].tolist() == [6]
+    empty = _paragraph_windows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    assert [len(a) for a in empty] == [0, 0, 1]
 
 
 def test_dense_weight_moves_the_order() -> None:
