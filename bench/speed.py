@@ -194,10 +194,12 @@ def bench_cold(index: Path, queries: list[str], n: int, server: Server | None) -
 
 
 def raw_components(index: Path) -> Callable[[str], None]:
-    """The raw in-process work of one search, each library called directly: embed the query
-    (onnxruntime, the service's own session settings), vector search (the same primitive the
-    service uses: onnxruntime's GEMM and top-n, or the FAISS HNSW index when the index is that
-    large), BM25 search; as many candidates as the service fetches. No batching, fusion, HTTP."""
+    """The raw in-process work of one search, each library called directly, one after the other:
+    embed the query (onnxruntime, the service's own session settings), vector search (the
+    index's own primitive: onnxruntime's GEMM and top-n, or the FAISS HNSW index when the index is
+    that large), BM25 search; as many candidates as the service fetches. No batching, fusion, HTTP.
+    (The service runs the first two as one onnxruntime graph when the index is exact; the raw
+    embedding runs that graph against a one-row matrix, a few microseconds.)"""
     from service import store
     from service.embedding import OnnxEmbedder, model_info, onnx_path_for
     settings = Settings()
