@@ -292,21 +292,11 @@ class OnnxEmbedder:
     query's exact vector search in the same graph (``search``)."""
 
     def __init__(self, info: ModelInfo, onnx_path: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        from .runtime import onnx_session
 
         self.info = info
         self.pieces = WordPieces(info.path, info.max_seq_length)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        # Worker threads spin between the parallel sections of a run (one query: 4.0 ms instead of
-        # 5.2) and stop spinning when the run ends, so that between runs they do not steal the CPU
-        # from concurrent requests on a small machine (same requests/s as with no spinning at all).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        opts.add_session_config_entry("session.force_spinning_stop", "1")
-        self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(onnx_path, threads)
         self._inputs = {i.name for i in self.session.get_inputs()}
         self._no_matrix = np.zeros((1, info.dim), np.float32)  # embedding alone searches one zero row
         self._one = np.ones(1, np.int64)

@@ -73,13 +73,14 @@ def iter_span_terms(text: str, spans: Iterable[tuple[int, int]]) -> Iterator[set
     stop, stem = STOPWORDS_EN, _STEMS.__getitem__
     if text.isascii():  # most text: words are what str.split finds once other characters are spaces
         spaced = text.lower().encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).decode("ascii")
-        for a, b in spans:
-            words = set(spaced[a:b].split())
-            words -= stop
-            yield set(map(stem, words))
-        return
+
+        def words_in(a: int, b: int) -> list[str]:
+            return spaced[a:b].split()
+    else:
+        def words_in(a: int, b: int) -> list[str]:
+            return _WORD.findall(text[a:b].lower())
     for a, b in spans:
-        words = set(_WORD.findall(text[a:b].lower()))
+        words = set(words_in(a, b))
         words -= stop
         yield set(map(stem, words))
 

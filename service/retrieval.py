@@ -226,11 +226,11 @@ class DenseQueries:
         for i, (_query, index, _n) in enumerate(items):
             groups.setdefault(id(index), []).append(i)
         out: list[tuple[np.ndarray, Dense]] = [None] * len(items)  # type: ignore[list-item]
+        search = getattr(self.embedder, "search", None)  # OnnxEmbedder: embed and search in one run
         for members in groups.values():
             index = items[members[0]][1]
             texts = [items[i][0] for i in members]
             n = max(items[i][2] for i in members)
-            search = getattr(self.embedder, "search", None)
             if n > 0 and search is not None and isinstance(index, ExactIndex):  # one ONNX run for both
                 vectors, ids, scores = search(texts, index.matrix, n)
             else:

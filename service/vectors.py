@@ -119,16 +119,11 @@ _GEMM_MODEL = bytes.fromhex(
 
 @lru_cache(maxsize=1)
 def _gemm_session():  # noqa: ANN202 - onnxruntime.InferenceSession
-    """``gemm_model()`` under onnxruntime, with the matrix as an input (no copy)."""
-    import onnxruntime as ort
+    """``gemm_model()`` under onnxruntime (threads as the query graph's), with the matrix as an
+    input (no copy)."""
+    from .runtime import onnx_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = min(2, os.cpu_count() or 1)
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1")  # as the query encoder's
-    opts.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(_GEMM_MODEL, opts, providers=["CPUExecutionProvider"])
+    return onnx_session(_GEMM_MODEL)
 
 
 def _batch_product(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
