@@ -17,7 +17,7 @@ from typing import Any
 EXIT_ERROR = 1
 
 
-def _settings(args: argparse.Namespace):  # noqa: ANN202 - Settings
+def _settings(args: argparse.Namespace):
     from .config import Settings
 
     overrides: dict[str, Any] = {}
@@ -28,9 +28,40 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202 - Settings
     return Settings(**overrides)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+class CliError(Exception):
+    """A failure to report in one line (``error: …``), or as ``{"error": …}`` with ``--json``."""
+
+    def __init__(self, message: str, code: str = "error") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fail(message: str, code: str = "error", as_json: bool = False) -> int:
+    if as_json:
+        json.dump({"error": {"code": code, "message": message}}, sys.stdout, ensure_ascii=False)
+        print()
+    else:
+        print(f"error: {message}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {number})")
+    return number
+
+
+def _server_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliError(f"--server needs the service's URL, like http://127.0.0.1:8000 (got {value!r})", "bad_server")
+    return value.strip()
 
 
 def _print_answer(result: dict[str, Any]) -> None:
@@ -48,9 +79,11 @@ def _print_answer(result: dict[str, Any]) -> None:
 
 
 def _ask_remote(server: str, question: str, k: int | None) -> dict[str, Any]:
+    """POST the question to a running service; the key, if any, comes from ``ASK_API_KEY``."""
     import urllib.error
     import urllib.request
 
+    server = _server_url(server)
     body = json.dumps({"question": question, **({"k": k} if k else {})}).encode()
     req = urllib.request.Request(server.rstrip("/") + "/v1/ask", body, {"Content-Type": "application/json"})
     key = os.environ.get("ASK_API_KEY")
@@ -58,46 +91,50 @@ def _ask_remote(server: str, question: str, k: int | None) -> dict[str, Any]:
         req.add_header("Authorization", f"Bearer {key}")
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read())
+            result: dict[str, Any] = json.loads(resp.read())
+            return result
     except urllib.error.HTTPError as exc:
         try:
-            detail = json.loads(exc.read()).get("error", {}).get("message", exc.reason)
-        except ValueError:
-            detail = exc.reason
-        raise RuntimeError(f"{server} answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise RuntimeError(f"cannot reach {server}: {getattr(exc, 'reason', exc)}") from None
+            error = json.loads(exc.read()).get("error", {})
+            detail, code = error.get("message", exc.reason), error.get("code", f"http_{exc.code}")
+        except (ValueError, AttributeError):
+            detail, code = exc.reason, f"http_{exc.code}"
+        if exc.code == 401:
+            detail += " (set ASK_API_KEY to the service's key)" if not key else " (check ASK_API_KEY)"
+        raise CliError(f"{server} answered {exc.code}: {detail}", code) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise CliError(f"cannot reach {server}: {getattr(exc, 'reason', exc)}", "unreachable") from None
+
+
+def ensure_default_index(settings: Any, explicit_index: bool) -> None:
+    """Build ``index/`` from ``seeds/`` on first use, as every entry point does with the defaults.
+
+    An index folder named on the command line that holds no index is the user's to build: it is
+    never filled from the default corpus.
+    """
+    from . import store
+
+    if store.current_name(settings.index) is not None:
+        return
+    if explicit_index and Path(settings.index).resolve() != Path(type(settings)().index).resolve():
+        return  # the command reports it (ask, mcp) or serves until it exists (serve)
+    print(f"No index in {settings.index} yet: building it from {settings.corpus} first…", file=sys.stderr)
+    _index(settings, corpus=None, rebuild=False, as_json=False)
 
 
 def run_ask(args: argparse.Namespace) -> int:
     question = " ".join(args.question)
     server = args.server or os.environ.get("ASK_SERVER")
     if server:  # the fast path: no settings, no index, no model in this process
-        try:
-            result = _ask_remote(server, question, args.k)
-        except RuntimeError as exc:
-            return _fail(str(exc))
+        result = _ask_remote(server, question, args.k)
     else:
         settings = _settings(args)
-        from . import store
-        from .engine import Engine, QueryError
+        from .engine import Engine
 
-        if store.current_name(settings.index) is None:
-            if args.index is not None:
-                return _fail(
-                    f"no index in {settings.index}; build it with "
-                    f"`python -m service index --corpus DIR --index {settings.index}`"
-                )
-            print(f"No index in {settings.index} yet: building it from {settings.corpus} first…", file=sys.stderr)
-            code = _index(settings, corpus=None, rebuild=False, as_json=False)
-            if code:
-                return code
-        try:
-            # A one-shot question checks file sizes and edges, not every byte (servers hash it all).
-            quick = settings.model_copy(update={"full_checksums": False}) if "ASK_FULL_CHECKSUMS" not in os.environ else settings
-            result = Engine(quick).ask(question, args.k).as_dict()
-        except (QueryError, store.StoreError) as exc:
-            return _fail(str(exc))
+        ensure_default_index(settings, args.index is not None)
+        # A one-shot question checks file sizes and edges, not every byte (servers hash it all).
+        quick = settings.model_copy(update={"full_checksums": False}) if "ASK_FULL_CHECKSUMS" not in os.environ else settings
+        result = Engine(quick).ask(question, args.k).as_dict()
     if args.json:
         json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -106,52 +143,55 @@ def run_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _index(settings: Any, corpus: Path | None, rebuild: bool, as_json: bool) -> int:
-    from .corpus import CorpusError
+def _index(settings: Any, corpus: Path | None, rebuild: bool, as_json: bool) -> None:
     from .indexer import Indexer
-    from .store import StoreError
 
     def committed(name: str, documents: int) -> None:
         print(f"committed {name}: {documents} documents", file=sys.stderr, flush=True)
 
-    try:
-        report = Indexer(settings, on_commit=committed).sync(corpus, rebuild=rebuild)
-    except (CorpusError, StoreError) as exc:
-        return _fail(str(exc))
+    report = Indexer(settings, on_commit=committed).sync(corpus, rebuild=rebuild)
     if as_json:
         json.dump(report.as_dict(), sys.stdout, indent=2)
         print()
     else:
         print(report.summary(), file=sys.stderr)
-    return 0
 
 
 def run_index(args: argparse.Namespace) -> int:
-    return _index(_settings(args), args.corpus, args.rebuild, args.json)
+    _index(_settings(args), args.corpus, args.rebuild, args.json)
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from .api.server import serve
     from .runtime import limit_malloc_arenas
 
+    settings = _settings(args)
+    ensure_default_index(settings, args.index is not None)
     limit_malloc_arenas()  # before the server starts its threads
-    return serve(_settings(args))
+    return serve(settings)
 
 
 def run_mcp(args: argparse.Namespace) -> int:
     from .mcp import run_stdio
     from .runtime import limit_malloc_arenas
 
+    settings = _settings(args)
+    ensure_default_index(settings, args.index is not None)  # progress goes to stderr: stdout is the protocol
     limit_malloc_arenas()
-    return run_stdio(_settings(args))
+    return run_stdio(settings)
 
 
 def _ask_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("question", nargs="+", help="the question, in plain language")
-    parser.add_argument("--k", type=int, default=None, help="how many paragraphs to cite (default 5)")
+    parser.add_argument("--k", type=_positive_int, default=None,
+                        help="how many paragraphs to cite (default ASK_DEFAULT_K, at most ASK_MAX_K)")
     parser.add_argument("--index", type=Path, default=None, help="index folder (default: index/)")
-    parser.add_argument("--json", action="store_true", help='print {"question", "answer", "citations"} as JSON')
-    parser.add_argument("--server", default=None, help="ask a running service at this URL (env ASK_SERVER)")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"question", "answer", "citations"} as JSON (errors as {"error": …})')
+    parser.add_argument("--server", default=None,
+                        help="ask a running service at this URL (env ASK_SERVER); its API key, if it has one, "
+                             "comes from the environment variable ASK_API_KEY")
     parser.set_defaults(func=run_ask)
     return parser
 
@@ -184,10 +224,51 @@ def _logging(verbose: bool) -> None:
     )
 
 
+def _known_error(exc: Exception) -> str | None:
+    """The error code of an exception a user can act on (its message says how), else None.
+
+    Imported here, after the fact: ``ask --server`` loads none of the engine's modules.
+    """
+    from .corpus import CorpusError
+    from .engine import Conflict, NotFound, QueryError
+    from .store import StoreError
+
+    codes: tuple[tuple[type[Exception], str], ...] = (
+        (QueryError, "invalid_request"), (NotFound, "not_found"), (Conflict, "conflict"),
+        (StoreError, "index_unavailable"), (CorpusError, "corpus_error"), (OSError, "os_error"),
+    )
+    return next((code for kind, code in codes if isinstance(exc, kind)), None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run a command: what a user can act on is one line (or a JSON error with ``--json``), never a
+    traceback; an unexpected error says how to see one (``-v``)."""
+    as_json = bool(getattr(args, "json", False))
+    try:
+        code: int = args.func(args)
+        return code
+    except CliError as exc:
+        return _fail(str(exc), exc.code, as_json)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        known = _known_error(exc)
+        if known == "os_error" and isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename else ""
+            return _fail(f"{exc.strerror or exc}{where}", known, as_json)
+        if known is not None:
+            return _fail(str(exc), known, as_json)
+        if args.verbose:
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)", "internal_error",
+                     as_json)
+
+
 def admin_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _logging(args.verbose)
-    return args.func(args)
+    return _run(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     args = parser.parse_args(argv)
     _logging(args.verbose)
-    return args.func(args)
+    return _run(args)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # --- ingestion and chunking --------------------------------------------------------
     extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".text", ".html", ".htm")
     max_file_bytes: int = Field(32 * 1024 * 1024, description="Larger files are skipped with a reason.")
+    external_symlinks: bool = Field(
+        False, description="Index files and folders that symlinks inside the corpus point to outside it "
+                           "(off: they are skipped, with the reason logged)."
+    )
     chunk_tokens: int = Field(160, description="Word-piece budget of one chunk's own text.")
     chunk_overlap_sentences: int = Field(1, description="Sentences repeated when a paragraph is split.")
     title_tokens: int = Field(48, description="Word-pieces of the document title prepended for embedding.")
@@ -82,7 +86,13 @@ class Settings(BaseSettings):
     # --- service -------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
-    api_key: SecretStr | None = Field(None, description="When set, every endpoint but /health needs it.")
+    api_key: SecretStr | None = Field(
+        None, description="When set, every route needs it but /health and the search page's static files."
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="Host names accepted besides loopback ones (a reverse proxy's); '*' accepts any. "
+                        "On a loopback bind other Host/Origin headers get 403 (DNS-rebinding protection)."
+    )
     protect_metrics: bool = True
     max_query_chars: int = 2000
     max_body_bytes: int = 8 * 1024 * 1024

@@ -185,14 +185,22 @@ def source_name(corpus: Path, path: Path) -> str:
     return f"{corpus.name}/{rel}"
 
 
-def walk(corpus: Path, extensions: tuple[str, ...]) -> Iterator[tuple[Path, str] | Skipped]:
+def walk(
+    corpus: Path, extensions: tuple[str, ...], external_symlinks: bool = False
+) -> Iterator[tuple[Path, str] | Skipped]:
     """Yield (path, source) for indexable files, or Skipped with a reason. Sorted, deterministic.
 
     Hidden files and folders are skipped; symlinks are followed once (loops are detected by the
-    real path of each folder visited).
+    real path of each folder visited). A symlink that leads outside the corpus folder is skipped
+    (with the reason) unless ``external_symlinks``: then it is followed, and logged.
     """
     seen_dirs: set[str] = set()
     exts = tuple(e.lower() for e in extensions)
+    root = os.path.realpath(corpus)
+
+    def outside(path: Path) -> bool:
+        target = os.path.realpath(path)
+        return target != root and not target.startswith(root.rstrip(os.sep) + os.sep)
 
     def visit(folder: Path) -> Iterator[tuple[Path, str] | Skipped]:
         try:
@@ -219,6 +227,12 @@ def walk(corpus: Path, extensions: tuple[str, ...]) -> Iterator[tuple[Path, str]
             except OSError as exc:
                 yield Skipped(source_name(corpus, path), f"cannot stat: {exc.strerror}")
                 continue
+            if (is_dir or is_file) and entry.is_symlink() and outside(path):
+                if not external_symlinks:
+                    yield Skipped(source_name(corpus, path), f"symlink to {os.path.realpath(path)}, outside the "
+                                  "corpus folder (ASK_EXTERNAL_SYMLINKS=true indexes such files)")
+                    continue
+                log.info("following %s to %s, outside the corpus folder", path, os.path.realpath(path))
             if is_dir:
                 yield from visit(path)
             elif is_file:

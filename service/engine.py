@@ -8,11 +8,12 @@ start to end: it sees either the old or the new state, never a mix.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,8 +29,11 @@ from .embedding import (
     model_info,
     onnx_path_for,
 )
-from .files import atomic_write
+from .files import NAME_MAX, atomic_write, fsync_dir
 from .retrieval import DenseQueries, Passage, Retriever
+
+if TYPE_CHECKING:
+    from .indexer import Indexer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,11 @@ class QueryError(ValueError):
 
 
 class NotFound(LookupError):
-    pass
+    """No such document."""
+
+
+class Conflict(ValueError):
+    """A write that the corpus's current shape does not allow (a document id below a file)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,33 +225,57 @@ class Engine:
         }
 
     def _check_source(self, source: str, corpus: str) -> str:
-        """A document id is its citation name, ``<corpus folder>/<relative path>``; nothing may escape."""
+        """A document id is its citation name, ``<corpus folder>/<relative path>``; nothing may escape.
+
+        The id is checked segment by segment as sent: ``a/./b.txt`` is refused rather than read as
+        ``a/b.txt``, so one file never has two ids.
+        """
         corpus_name = Path(corpus).name
         if not isinstance(source, str) or not source or "\x00" in source or "\\" in source:
             raise QueryError("document ids are paths like 'seeds/article.txt' (no NUL or backslash)")
-        path = PurePosixPath(source)
-        parts = path.parts
-        if path.is_absolute() or any(p in ("..", ".", "") or p.startswith(".") for p in parts):
-            raise QueryError(f"document id {source!r} is not allowed: no absolute paths, '..' or hidden names")
+        parts = source.split("/")
+        if source.startswith("/") or any(p in ("..", ".", "") or p.startswith(".") for p in parts):
+            raise QueryError(
+                f"document id {source!r} is not allowed: no absolute paths, empty, '.' or '..' segments, "
+                "or hidden names"
+            )
         if len(parts) < 2 or parts[0] != corpus_name:
             raise QueryError(f"document ids start with the corpus folder name: '{corpus_name}/…'")
+        for part in parts:
+            if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
+                raise QueryError(f"a segment of document id {source[:80]!r}… is over {NAME_MAX} bytes, "
+                                 "the file system's limit for a name")
         return source
 
     def _corpus_path(self, source: str) -> Path:
         corpus = Path(self._current().snapshot.manifest["corpus"])
         source = self._check_source(source, str(corpus))
-        target = (corpus / Path(*PurePosixPath(source).parts[1:])).resolve()
+        target = (corpus / Path(*source.split("/")[1:])).resolve()
         if not target.is_relative_to(corpus.resolve()):
             raise QueryError(f"document id {source!r} resolves outside the corpus")
         return target
 
-    def _indexer(self):  # noqa: ANN202 - an Indexer bound to this engine's encoder
+    def _indexer(self) -> Indexer:
         from .indexer import Indexer
 
         return Indexer(self.settings, self.index_dir, embedder=self.embedder, progress=False)
 
-    def put_document(self, source: str, data: bytes) -> dict[str, Any]:
-        """Add or replace one document: written into the corpus folder, then indexed, durably."""
+    def _check_writable_path(self, source: str, target: Path) -> None:
+        """409 when the id runs into the corpus's shape: below a file, or onto a folder."""
+        corpus = Path(self._current().snapshot.manifest["corpus"]).resolve()
+        for folder in reversed(target.parents):
+            if folder.is_relative_to(corpus) and folder.exists() and not folder.is_dir():
+                rel = folder.relative_to(corpus.parent).as_posix()
+                raise Conflict(f"{rel} is a file, so {source!r} cannot be a document below it")
+        if target.is_dir():
+            raise Conflict(f"{source!r} is a folder in the corpus, not a file")
+
+    def put_document(self, source: str, data: bytes) -> DocumentWritten:
+        """Add or replace one document: written into the corpus folder, then indexed, durably.
+
+        The writer lock is taken before the corpus is touched, so a write refused as busy changes
+        nothing; a write that fails while indexing puts the previous file back.
+        """
         target = self._corpus_path(source)
         if target.suffix.lower() not in self.settings.extensions:
             raise QueryError(f"document ids end in one of {', '.join(self.settings.extensions)}")
@@ -253,20 +285,101 @@ class Engine:
             doc = document_from_bytes(data, source, target.suffix)
         except CorpusError as exc:
             raise QueryError(f"the document cannot be indexed: {exc}") from None
-        with self._write_lock:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, data)
-            report = self._indexer().apply([doc], [])
-        self._current()
-        return {"source": source, "snapshot": report.snapshot, "chunks": report.chunks_embedded,
-                "created": bool(report.added)}
+        with self._write_lock, store.writer_lock(self.index_dir):
+            self._check_writable_path(source, target)
+            with _CorpusChange(target, self._corpus_root()) as change:
+                change.write(data)
+                report = self._indexer().apply([doc], [])
+            live = self._current()
+        return DocumentWritten(source, report.snapshot or live.snapshot.name, report.chunks_embedded,
+                               bool(report.added))
 
-    def delete_document(self, source: str) -> dict[str, Any]:
+    def delete_document(self, source: str) -> DocumentDeleted:
+        """Remove one document from the corpus folder (and folders it leaves empty) and the index."""
         target = self._corpus_path(source)
-        if not self._current().snapshot.has_document(source):
-            raise NotFound(f"no document {source!r} in the index")
-        with self._write_lock:
-            target.unlink(missing_ok=True)
-            report = self._indexer().apply([], [source])
-        self._current()
-        return {"source": source, "snapshot": report.snapshot, "deleted": True}
+        with self._write_lock, store.writer_lock(self.index_dir):
+            if not self._current().snapshot.has_document(source):  # checked under the lock: one delete wins
+                raise NotFound(f"no document {source!r} in the index")
+            with _CorpusChange(target, self._corpus_root()) as change:
+                change.delete()
+                report = self._indexer().apply([], [source])
+            live = self._current()
+        return DocumentDeleted(source, report.snapshot or live.snapshot.name)
+
+    def _corpus_root(self) -> Path:
+        return Path(self._current().snapshot.manifest["corpus"]).resolve()
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentWritten:
+    source: str
+    snapshot: str  # the snapshot that holds the document now
+    chunks: int  # chunks embedded for this write (0 when the content was unchanged)
+    created: bool  # the document was not in the index before
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "snapshot": self.snapshot, "chunks": self.chunks, "created": self.created}
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentDeleted:
+    source: str
+    snapshot: str
+    deleted: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "snapshot": self.snapshot, "deleted": self.deleted}
+
+
+class _CorpusChange:
+    """One file of the corpus changed under the writer lock, undone if indexing it fails.
+
+    ``write`` replaces the file atomically (creating missing folders), ``delete`` removes it and the
+    folders it leaves empty (never the corpus folder itself). Leaving the block with an exception
+    restores the previous bytes, or removes the new file and the folders made for it.
+    """
+
+    def __init__(self, target: Path, root: Path) -> None:
+        self.target, self.root = target, root
+        self.previous: bytes | None = None
+        self.made: list[Path] = []
+
+    def __enter__(self) -> _CorpusChange:
+        try:
+            self.previous = self.target.read_bytes()
+        except FileNotFoundError:
+            self.previous = None
+        return self
+
+    def write(self, data: bytes) -> None:
+        missing = [p for p in reversed(self.target.parents) if p.is_relative_to(self.root) and not p.exists()]
+        for folder in missing:
+            folder.mkdir()
+            self.made.append(folder)
+        atomic_write(self.target, data)
+
+    def delete(self) -> None:
+        if self.previous is not None:
+            self.target.unlink()
+            fsync_dir(self.target.parent)
+        folder = self.target.parent
+        while folder != self.root and folder.is_relative_to(self.root):
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+            self.made.append(folder)  # to re-create if the delete is undone
+            folder = folder.parent
+
+    def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> None:
+        if kind is None:
+            return
+        if self.previous is not None:
+            for folder in sorted(self.made):
+                folder.mkdir(exist_ok=True)
+            atomic_write(self.target, self.previous)
+        else:
+            self.target.unlink(missing_ok=True)
+            for folder in sorted(self.made, reverse=True):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()

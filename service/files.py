@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
+
+NAME_MAX = 255  # bytes in one path segment on Linux, macOS and Windows file systems
 
 
 def sha256_file(path: Path) -> str:
@@ -23,9 +26,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def temp_name(target: Path) -> Path:
+    """A hidden, unique sibling of ``target`` to write before renaming: short whatever the target's
+    name (a segment may have up to NAME_MAX bytes), and never shared by two writers of one file."""
+    return target.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(6)}")
+
+
 def atomic_write(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` so that readers see the old file or the new one, never a part."""
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    tmp = temp_name(target)
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -26,6 +26,7 @@ from .config import Settings
 from .corpus import CorpusError, Document, Skipped, load_document, walk
 from .embed_cache import EmbeddingCache
 from .embedding import Embedder, ModelInfo, TorchEmbedder, WordPieces, model_info, onnx_path_for
+from .files import temp_name
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class Indexer:
             cached.parent.mkdir(parents=True, exist_ok=True)
             embedder.export_onnx(cached)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        tmp = temp_name(target)
         try:
             os.link(cached, tmp)
         except OSError:
@@ -172,7 +173,7 @@ class Indexer:
         with store.writer_lock(self.index_dir):
             prev = self._previous(rebuild)
             docs: list[Document] = []
-            for item in walk(root, self.settings.extensions):
+            for item in walk(root, self.settings.extensions, self.settings.external_symlinks):
                 if isinstance(item, Skipped):
                     self._skip(report, item)
                     continue
@@ -284,7 +285,7 @@ class Indexer:
             Path(str(path) + extra).unlink(missing_ok=True)
         self.ensure_query_encoder()
 
-    def _progress_bar(self, files: int):  # noqa: ANN202 - tqdm or None
+    def _progress_bar(self, files: int):
         if not self.progress or not files:
             return None
         from tqdm import tqdm

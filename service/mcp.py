@@ -19,11 +19,13 @@ from urllib.parse import quote
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from . import store
+from .answer import Citation
 from .config import Settings
 from .engine import Engine, NotFound, QueryError
+from .wire import CitedPassage, citation_id, cited
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +44,15 @@ _CITATION_ID = re.compile(r"^(?P<source>.+?)#p?(?P<paragraph>\d+)$")
 
 
 # -- output models (their field descriptions become the tools' output schemas) ------------------------
-class SearchHit(BaseModel):
-    id: str = Field(description="Citation id `<source>#p<paragraph>`; pass it to `fetch` for the full paragraph.")
-    title: str = Field(description="Title of the document (its first line).")
+class LinkedCitation(CitedPassage):
+    """A cited passage (the model REST uses too) with a link a chat client can show."""
+
     url: str = Field(description="Link to the paragraph in the search page (or to the file, over stdio).")
-    text: str = Field(description="The matching passage (a paragraph, or the matching part of a long one).")
-    quote: str = Field(description="The passage's sentence that best matches the query.")
-    source: str = Field(description="Document path; cite as `source ¶paragraph`.")
-    paragraph: int = Field(description="Paragraph number in the document, from 1 (the title line).")
-    score: float = Field(description="Rank score; higher is better, comparable within one search.")
 
 
 class SearchResults(BaseModel):
     query: str
-    results: list[SearchHit] = Field(description="Best first, at most one per paragraph.")
+    results: list[LinkedCitation] = Field(description="Best first, at most one per paragraph.")
 
 
 class FetchedDocument(BaseModel):
@@ -66,24 +63,23 @@ class FetchedDocument(BaseModel):
     metadata: dict[str, Any] = Field(description="source, paragraph (for a citation id), offsets, counts.")
 
 
-class AnswerCitation(SearchHit):
-    char_start: int = Field(description="Offset of `text` in the document.")
-    char_end: int
-
-
-class AskResult(BaseModel):
+class AskResultBase(BaseModel):
     question: str
     answer: str | None = Field(description="The sentence that answers, quoted from the articles; null if none does.")
     reason: str | None = Field(description="Why `answer` is null.")
-    confidence: float = Field(description="Score of the answer sentence; answers under 0.35 are withheld.")
-    citations: list[AnswerCitation] = Field(description="Supporting passages, the one holding the answer first.")
+    citations: list[LinkedCitation] = Field(description="Supporting passages, the one holding the answer first.")
+
+
+def ask_result_model(threshold: float) -> type[AskResultBase]:
+    """``AskResult`` whose ``confidence`` description states the configured threshold."""
+    return create_model(
+        "AskResult", __base__=AskResultBase,
+        confidence=(float, Field(description=f"Score of the answer sentence; answers under {threshold} "
+                                             "(ASK_ABSTAIN_THRESHOLD) are withheld.")),
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def citation_id(source: str, paragraph: int) -> str:
-    return f"{source}#p{paragraph}"
-
-
 def _base_url(ctx: Context | None) -> str | None:
     """The service's own URL when the call came over HTTP (from the request's Host header)."""
     try:
@@ -107,6 +103,10 @@ def _url(engine: Engine, base: str | None, source: str, paragraph: int | None) -
     return (corpus.parent / source).resolve().as_uri()
 
 
+def _linked(engine: Engine, base: str | None, c: Citation) -> LinkedCitation:
+    return LinkedCitation(**cited(c), url=_url(engine, base, c.source, c.paragraph))
+
+
 def _tool_error(exc: Exception) -> ToolError:
     return ToolError(str(exc.args[0]) if isinstance(exc, NotFound) and exc.args else str(exc))
 
@@ -116,6 +116,8 @@ def build_server(engine: Engine) -> MCPServer:
     """An MCP server whose tools call ``engine``; one per transport (a session manager runs once)."""
     max_k = engine.settings.max_k
     max_chars = engine.settings.max_query_chars
+    default_k = engine.settings.default_k
+    AskResult = ask_result_model(engine.settings.abstain_threshold)
     mcp = MCPServer(
         "ask",
         title="Ask: cited answers from your articles",
@@ -132,7 +134,7 @@ def build_server(engine: Engine) -> MCPServer:
         )],
         ctx: Context,
         k: Annotated[int, Field(description="How many passages to return (at most one per paragraph).",
-                                ge=1, le=max_k)] = 5,
+                                ge=1, le=max_k)] = default_k,
     ) -> SearchResults:
         """Search the article collection for passages relevant to a query (semantic + keyword search).
 
@@ -141,15 +143,11 @@ def build_server(engine: Engine) -> MCPServer:
         read the whole paragraph, or the `source` to read the whole article.
         """
         try:
-            cited = engine.search_cited(query, k)
+            found = engine.search_cited(query, k)
         except (QueryError, NotFound, store.StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
-        return SearchResults(query=query, results=[
-            SearchHit(id=citation_id(c.source, c.paragraph), title=c.title, url=_url(engine, base, c.source, c.paragraph),
-                      text=c.text, quote=c.quote, source=c.source, paragraph=c.paragraph, score=round(c.score, 6))
-            for c in cited
-        ])
+        return SearchResults(query=query, results=[_linked(engine, base, c) for c in found])
 
     @mcp.tool(title="Fetch a paragraph or document", annotations=READ_ONLY)
     def fetch(
@@ -194,7 +192,7 @@ def build_server(engine: Engine) -> MCPServer:
         question: Annotated[str, Field(description="A factual question about the articles, in plain language.",
                                        min_length=1, max_length=max_chars)],
         ctx: Context,
-        k: Annotated[int, Field(description="How many supporting passages to cite.", ge=1, le=max_k)] = 5,
+        k: Annotated[int, Field(description="How many supporting passages to cite.", ge=1, le=max_k)] = default_k,
     ) -> Annotated[CallToolResult, AskResult]:
         """Answer a question from the articles: the single sentence that answers it, quoted verbatim,
         plus the cited passages behind it (`source ¶paragraph`, each with a citation `id` for `fetch`).
@@ -210,13 +208,7 @@ def build_server(engine: Engine) -> MCPServer:
         out = AskResult(
             question=result.question, answer=result.answer, reason=result.reason,
             confidence=round(result.confidence, 4),
-            citations=[
-                AnswerCitation(id=citation_id(c.source, c.paragraph), title=c.title,
-                               url=_url(engine, base, c.source, c.paragraph), text=c.text, quote=c.quote,
-                               source=c.source, paragraph=c.paragraph, score=round(c.score, 6),
-                               char_start=c.char_start, char_end=c.char_end)
-                for c in result.citations
-            ],
+            citations=[_linked(engine, base, c) for c in result.citations],
         )
         lines = [out.answer if out.answer is not None else f"No answer: {out.reason}", ""]
         for i, c in enumerate(out.citations, start=1):

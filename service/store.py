@@ -126,18 +126,54 @@ def _fsync_tree(path: Path) -> None:
 
 
 def current_name(index_dir: Path) -> str | None:
+    """The live snapshot's name, or None when the folder holds no index (yet)."""
     try:
         name = (index_dir / CURRENT).read_text().strip()
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        raise IndexMissing(f"{index_dir} is a file, not an index folder; pass a folder with --index") from None
+    except OSError as exc:
+        raise IndexMissing(f"cannot read the index in {index_dir}: {exc.strerror or exc}") from None
     return name or None
+
+
+def write_error(index_dir: Path, exc: OSError) -> IndexWriteFailed:
+    """A user-facing error for a failed write into ``index_dir`` (full disk, read-only, not a folder…)."""
+    if exc.errno == errno.ENOSPC:
+        why = "the disk is full"
+    elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        why = "a file stands where a folder is needed (pass a folder with --index)"
+    else:
+        why = exc.strerror or str(exc)
+    return IndexWriteFailed(f"could not write the index in {index_dir}: {why}; any previous index there is intact")
+
+
+# Locks this process holds, by index folder: a thread that holds one may enter it again (the engine
+# takes the lock before it touches the corpus, then indexes under the same lock).
+_held: dict[str, int] = {}
+_held_guard = threading.Lock()
 
 
 @contextmanager
 def writer_lock(index_dir: Path) -> Iterator[None]:
-    """Serialise writers: a second indexer fails at once with a clear message."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    """Serialise writers: a second writer fails at once (``IndexBusy``) instead of waiting.
+
+    Re-entrant for the thread that holds it. Other threads of the same process are not queued
+    here: callers that want in-process writers to wait serialise them first (``Engine``).
+    """
+    key = os.path.realpath(index_dir)
+    me = threading.get_ident()
+    with _held_guard:
+        reentered = _held.get(key) == me
+    if reentered:
+        yield
+        return
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise write_error(index_dir, exc) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -148,7 +184,13 @@ def writer_lock(index_dir: Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        yield
+        with _held_guard:
+            _held[key] = me
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held.pop(key, None)
     finally:
         os.close(fd)
 
@@ -197,8 +239,7 @@ def write_snapshot(
         atomic_write(index_dir / CURRENT, f"{name}\n".encode())
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise IndexWriteFailed(f"could not write the index in {index_dir}: {why}; the previous index is intact") from exc
+        raise write_error(index_dir, exc) from exc
     _collect_garbage(index_dir, keep={name, previous})
     return name
 

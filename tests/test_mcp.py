@@ -162,7 +162,9 @@ async def test_http_mcp_path_and_protections(server: str, keyed_server: str) -> 
     async with httpx.AsyncClient(timeout=60) as c:
         assert (await c.post(f"{server}/mcp/mcp", json=ping, headers=accept)).status_code == 404  # exactly /mcp
         r = await c.post(f"{server}/mcp", json=ping, headers={**accept, "Host": "evil.example.com"})
-        assert r.status_code == 421  # DNS-rebinding protection on a loopback bind
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_host"  # DNS rebinding, loopback bind
+        r = await c.post(f"{server}/mcp", json=ping, headers={**accept, "Origin": "http://evil.example.com"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_origin"
         r = await c.post(f"{keyed_server}/mcp", json=ping, headers=accept)
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
         r = await c.post(f"{keyed_server}/mcp", json=ping, headers={**accept, "X-API-Key": "wrong"})

@@ -1,9 +1,13 @@
 """Optional API key.
 
-When ``ASK_API_KEY`` is set, every endpoint but ``/health`` (and the static search page, which holds
-no data) needs it, ``/metrics`` too unless ``ASK_PROTECT_METRICS=false``, and so does ``/mcp``.
-A request sends it as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Only the key's SHA-256
-digest is kept in memory, and digests are compared with ``hmac.compare_digest`` (constant time).
+When ``ASK_API_KEY`` is set, every route needs it except ``/health`` and the search page's static
+files (``/`` and ``/static/…``: the same bytes for everyone, holding no document, setting or key);
+``/metrics`` is open only with ``ASK_PROTECT_METRICS=false``. The API docs (``/docs``, ``/redoc``)
+and the schema (``/openapi.json``) need the key too: the schema shows the service's limits and
+version. The check is one ASGI gate in front of the whole app (``KeyGate``), so a route added later
+is protected by default. A request sends the key as ``Authorization: Bearer KEY`` or
+``X-API-Key: KEY``. Only the key's SHA-256 digest is kept in memory, and digests are compared with
+``hmac.compare_digest`` (constant time).
 """
 
 from __future__ import annotations
@@ -75,25 +79,32 @@ def _scope_headers(scope: Scope) -> dict[str, str]:
     return out
 
 
-class RequireKey:
-    """ASGI wrapper applying the key to a sub-application (the MCP endpoint)."""
+class KeyGate:
+    """ASGI gate: every HTTP request needs the key, except on the public paths."""
 
-    def __init__(self, app: ASGIApp, auth: ApiKeyAuth) -> None:
+    def __init__(self, app: ASGIApp, auth: ApiKeyAuth, public: frozenset[str], public_prefixes: tuple[str, ...]) -> None:
         self.app = app
         self.auth = auth
+        self.public = public
+        self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.auth.enabled:
-            try:
-                self.auth.check(_scope_headers(scope))
-            except ApiError as exc:
-                await error_response(exc.status, exc.code, exc.message, exc.headers)(scope, receive, send)
-                return
+        if scope["type"] in ("http", "websocket") and self.auth.enabled:
+            path = scope.get("path", "")
+            if path not in self.public and not path.startswith(self.public_prefixes):
+                try:
+                    self.auth.check(_scope_headers(scope))
+                except ApiError as exc:
+                    await error_response(exc.status, exc.code, exc.message, exc.headers)(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 
-def dependency(auth: ApiKeyAuth):  # noqa: ANN201 - a FastAPI dependency
-    """A FastAPI dependency that enforces the key (documented in OpenAPI as two security schemes)."""
+def openapi_security(auth: ApiKeyAuth):
+    """A dependency that shows the key's two schemes in OpenAPI (the docs' "Authorize" button).
+
+    ``KeyGate`` has already refused requests without the key; checking again here costs a digest.
+    """
     async def require_key(
         request: Request,
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],

@@ -4,12 +4,14 @@
 |---|---|---|
 | 400 | ``invalid_json`` | the body is not well-formed JSON, or not UTF-8 |
 | 401 | ``unauthorized`` | an API key is configured and the request has none, or a wrong one |
+| 403 | ``forbidden_host`` / ``forbidden_origin`` | a foreign ``Host`` or ``Origin`` (DNS-rebinding protection) |
 | 404 | ``not_found`` | unknown document or route |
 | 405 | ``method_not_allowed`` | |
+| 409 | ``conflict`` | a document id below an existing file, or naming a folder |
 | 413 | ``body_too_large`` | the body is over ``ASK_MAX_BODY_BYTES`` |
 | 415 | ``unsupported_media_type`` | a JSON endpoint got a body without ``Content-Type: application/json`` |
 | 422 | ``invalid_request`` | well-formed but invalid: empty query, ``k`` out of range, a bad document id, … |
-| 503 | ``index_unavailable`` / ``index_busy`` | no usable index, or another writer holds the index lock |
+| 503 | ``index_unavailable`` / ``index_busy`` | no usable index, or another writer holds the index lock (nothing was changed) |
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import store
-from ..engine import NotFound, QueryError
+from ..engine import Conflict, NotFound, QueryError
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,14 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
 def _where(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")] or [str(loc[0]) if loc else "body"]
-    return ".".join(parts)
+    """The field an error is about: ``("body", "query")`` is the body's field ``query`` (a field may
+    share its name with a location), ``("body",)`` the body as a whole."""
+    parts = [str(p) for p in (loc[1:] if len(loc) > 1 and loc[0] in _LOCATIONS else loc)]
+    return ".".join(parts) or "body"
 
 
 def validation_message(errors: list[dict[str, Any]]) -> str:
@@ -104,6 +111,10 @@ async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
     return error_response(404, "not_found", str(exc.args[0] if exc.args else exc))
 
 
+async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+    return error_response(409, "conflict", str(exc))
+
+
 async def _store(request: Request, exc: store.StoreError) -> JSONResponse:
     if isinstance(exc, store.IndexBusy):
         return error_response(503, "index_busy", str(exc), {"Retry-After": "2"})
@@ -121,5 +132,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api)  # type: ignore[arg-type]
     app.add_exception_handler(QueryError, _query)  # type: ignore[arg-type]
     app.add_exception_handler(NotFound, _not_found)  # type: ignore[arg-type]
+    app.add_exception_handler(Conflict, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(store.StoreError, _store)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

@@ -84,7 +84,7 @@ class IndexCollector:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
 
-    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+    def collect(self):
         up = GaugeMetricFamily("ask_index_up", "1 when the index is open and readable, else 0")
         try:
             stats = self.engine.stats()
@@ -146,3 +146,88 @@ class Metrics:
                 metrics.latency.labels(method, route).observe(time.perf_counter() - start)
 
         return record
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _hostname(value: str) -> str:
+    """``host[:port]`` or ``[v6]:port`` → the lower-case host name."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.partition(":")[0] if value.count(":") == 1 else value
+
+
+class HostGuard:
+    """DNS-rebinding protection for every route (REST, MCP, the page).
+
+    A web page can make a browser send requests to 127.0.0.1 under its own host name (DNS rebinding),
+    or from its own origin. On a loopback bind only requests whose ``Host`` is a loopback name (or one
+    of ``ASK_ALLOWED_HOSTS``) and whose ``Origin``, when sent, names such a host are served; others get
+    403 before anything runs. On any other bind, the check applies when ``ASK_ALLOWED_HOSTS`` is set.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    @classmethod
+    def for_bind(cls, app: ASGIApp, host: str, extra: tuple[str, ...]) -> ASGIApp:
+        names = frozenset(h.lower() for h in extra)
+        if "*" in names or (_hostname(host) not in LOOPBACK_NAMES and not names):
+            return app
+        return cls(app, names | LOOPBACK_NAMES)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k: v for k, v in scope.get("headers", []) if k in (b"host", b"origin")}
+        host = headers.get(b"host", b"").decode("latin-1")
+        origin = headers.get(b"origin")
+        if _hostname(host) not in self.allowed:
+            await error_response(403, "forbidden_host", f"this service does not answer for host {host!r}; "
+                                 "add it to ASK_ALLOWED_HOSTS if it is yours")(scope, receive, send)
+            return
+        if origin is not None:
+            name = origin.decode("latin-1").partition("://")[2]
+            if _hostname(name) not in self.allowed:
+                await error_response(403, "forbidden_origin",
+                                     f"requests from origin {origin.decode('latin-1')!r} are not accepted")(
+                    scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# Pages are served with their assets only: no script, style, font or image from another host (ReDoc's
+# bundle would otherwise fetch its logo from a CDN), no framing by other sites.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+
+
+class SecurityHeaders:
+    """``Content-Security-Policy`` on HTML responses, ``nosniff`` on all."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                content_type = next((v for k, v in headers if k == b"content-type"), b"")
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if content_type.startswith(b"text/html"):
+                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

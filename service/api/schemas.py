@@ -1,26 +1,34 @@
 """Request and response models of the REST API, with the examples shown in the OpenAPI docs (/docs).
 
 Limits that are settings (``k`` up to ``ASK_MAX_K``, queries up to ``ASK_MAX_QUERY_CHARS``,
-``max_tokens`` up to ``ASK_MAX_CONTEXT_TOKENS``) are enforced by the engine, which answers 422 with
-a message naming the limit; the models check types and lower bounds.
+``max_tokens`` up to ``ASK_MAX_CONTEXT_TOKENS``) are built into the request models by
+``request_models(settings)``: validation and the OpenAPI schema come from the same declaration, and
+a description never retypes a number. Citations use the one model shared with MCP (``service.wire``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+from ..config import Settings
+from ..wire import CITED_EXAMPLE, PASSAGE_EXAMPLE, SOURCE_EXAMPLE, CitedPassage
 
 QUESTION = "who visited Myanmar?"
-SOURCE = "seeds/003_517cb5bd72187ee7.txt"
-PASSAGE = (
-    "Liu Zhongyi, China's vice minister of public security, visited Tak province in Thailand as well as "
-    "Myawaddy in Myanmar, where hundreds of scam centre workers are thought to be awaiting repatriation."
-)
+SOURCE = SOURCE_EXAMPLE
+NEW_SOURCE = "seeds/notes/example-meeting.txt"  # write examples name an id that does not exist
+# Not blank and no NUL (the engine refuses both): shown in the schema beside the validator that checks it.
+TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 
 
-def _encodable(value: str) -> str:
-    """Reject lone surrogates (a JSON "\\ud800" escape): they cannot be embedded or sent back as UTF-8."""
+def _text(value: str) -> str:
+    """Not blank, no NUL, no lone surrogate (a JSON "\\ud800" escape cannot be embedded or sent back)."""
+    if not value.strip():
+        raise ValueError("the text is empty or only whitespace")
+    if "\x00" in value:
+        raise ValueError("the text contains a NUL character")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -35,14 +43,6 @@ def _number(value: Any) -> Any:
     return value
 
 
-Text = Annotated[str, AfterValidator(_encodable)]
-Count = Annotated[int, Field(ge=1), BeforeValidator(_number)]
-K = Annotated[
-    Count | None,
-    Field(description="Paragraphs to return: 1 to ASK_MAX_K (50); default ASK_DEFAULT_K (5)."),
-]
-
-
 # -- errors ------------------------------------------------------------------------------------------
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. `invalid_request`, `not_found`.")
@@ -53,21 +53,72 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
     model_config = ConfigDict(json_schema_extra={
-        "examples": [{"error": {"code": "invalid_request", "message": "k must be an integer from 1 to 50"}}]
+        "examples": [{"error": {"code": "invalid_request", "message": "k: Input should be less than or equal to 50"}}]
     })
 
 
+ERROR_MEANING = {
+    400: "The body is not valid UTF-8 JSON.",
+    401: "An API key is configured and the request has none or a wrong one.",
+    403: "The request's Host or Origin is not this service's (DNS-rebinding protection).",
+    404: "No such document.",
+    409: "The document id runs into the corpus's shape (below an existing file, or onto a folder).",
+    413: "The request body is over the size limit (ASK_MAX_BODY_BYTES).",
+    415: "The body was not sent as `application/json`.",
+    422: "The request is well-formed but invalid (empty query, k out of range, bad document id…).",
+    503: "The index is missing, unreadable, or busy with another writer (nothing was changed).",
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    meaning = {
-        400: "The body is not valid UTF-8 JSON.",
-        401: "An API key is configured and the request has none or a wrong one.",
-        404: "No such document.",
-        413: "The request body is over the size limit (ASK_MAX_BODY_BYTES).",
-        415: "The body was not sent as `application/json`.",
-        422: "The request is well-formed but invalid (empty query, k out of range, bad document id…).",
-        503: "The index is missing, unreadable, or busy with another writer.",
-    }
-    return {s: {"model": ErrorResponse, "description": meaning[s]} for s in statuses}
+    return {s: {"model": ErrorResponse, "description": ERROR_MEANING[s]} for s in statuses}
+
+
+# -- requests, built from settings -------------------------------------------------------------------
+@dataclass(frozen=True)
+class RequestModels:
+    """The request models of one app, with its settings' limits declared in them."""
+
+    search: type[BaseModel]
+    ask: type[BaseModel]
+    context: type[BaseModel]
+    ask_response: type[BaseModel]
+    query_text: Any  # the annotated type of a query string (also GET /v1/search?q=)
+    query_k: Any  # k as a URL query parameter (a string that must read as a number in range)
+
+
+def request_models(settings: Settings) -> RequestModels:
+    text = Annotated[str, Field(min_length=1, max_length=settings.max_query_chars,
+                                          json_schema_extra={"pattern": TEXT_PATTERN}),
+                     AfterValidator(_text)]
+    k_range = Field(ge=1, le=settings.max_k, description=(
+        f"Paragraphs to return: 1 to {settings.max_k} (ASK_MAX_K); default {settings.default_k} (ASK_DEFAULT_K)."))
+    k = Annotated[int | None, k_range, BeforeValidator(_number)]
+    tokens = Annotated[int, Field(ge=1, le=settings.max_context_tokens), BeforeValidator(_number)]
+    chars = f"at most {settings.max_query_chars} characters (ASK_MAX_QUERY_CHARS)"
+    search = create_model(
+        "SearchRequest", __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "k": 3}]}),
+        query=(text, Field(description=f"Free text; not empty, {chars}.")), k=(k, None),
+    )
+    ask = create_model(
+        "AskRequest", __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": QUESTION, "k": 5}]}),
+        question=(text, Field(description=f"A question in plain language; {chars}.")), k=(k, None),
+    )
+    context = create_model(
+        "ContextRequest",
+        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "max_tokens": 500}]}),
+        query=(text, Field(description=f"What the prompt is about; {chars}.")),
+        max_tokens=(tokens, Field(min(2000, settings.max_context_tokens), description=(
+            f"Token budget (tiktoken cl100k) of the packed context: 1 to {settings.max_context_tokens} "
+            "(ASK_MAX_CONTEXT_TOKENS).")))
+    )
+    ask_response = create_model(
+        "AskResponse", __base__=AskResponseBase,
+        confidence=(float, Field(description=(
+            f"Score of the answer sentence; under {settings.abstain_threshold} (ASK_ABSTAIN_THRESHOLD) "
+            "the answer is withheld."))),
+    )
+    return RequestModels(search, ask, context, ask_response, text, Annotated[int | None, k_range])
 
 
 # -- health --------------------------------------------------------------------------------------------
@@ -84,71 +135,28 @@ class Health(BaseModel):
 
 
 # -- search ------------------------------------------------------------------------------------------
-class SearchRequest(BaseModel):
-    query: Text = Field(description="Free text; not empty, at most ASK_MAX_QUERY_CHARS (2000) characters.")
-    k: K = None
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "k": 3}]})
-
-
-class CitedPassage(BaseModel):
-    source: str = Field(description="The file, relative to the corpus folder's parent: a document id.")
-    paragraph: int = Field(description="Paragraph number in that file, from 1 (the title line).")
-    text: str = Field(description="The passage: exactly `document text[char_start:char_end]`.")
-    char_start: int
-    char_end: int
-    score: float = Field(description="Rank score (fused); higher is better, comparable within one response.")
-    quote: str = Field(description="The passage's sentence that best matches the query: highlight it.")
-    quote_start: int = Field(description="Offset of `quote` in the document (subtract `char_start` for `text`).")
-    quote_end: int
-    title: str = Field("", description="The document's title (its first line).")
-
-
-_CITED_EXAMPLE = {
-    "source": SOURCE, "paragraph": 4, "text": PASSAGE, "char_start": 11123, "char_end": 11321, "score": 0.0325,
-    "quote": PASSAGE, "quote_start": 11123, "quote_end": 11321, "title": "Latest news with #LiuZhongyi",
-}
-
-
 class SearchResponse(BaseModel):
     query: str
     results: list[CitedPassage] = Field(description="Best first; at most one per paragraph.")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"query": QUESTION, "results": [_CITED_EXAMPLE]}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"query": QUESTION, "results": [CITED_EXAMPLE]}]})
 
 
 # -- ask -------------------------------------------------------------------------------------------------
-class AskRequest(BaseModel):
-    question: Text = Field(description="A question in plain language; at most ASK_MAX_QUERY_CHARS characters.")
-    k: K = None
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": QUESTION, "k": 5}]})
-
-
-class AskResponse(BaseModel):
+class AskResponseBase(BaseModel):
     question: str
     answer: str | None = Field(description="The sentence that answers, or null when the corpus has no good evidence.")
     reason: str | None = Field(description="Why `answer` is null; null when there is an answer.")
-    confidence: float = Field(description="Score of the answer sentence (the abstain threshold is 0.35).")
     citations: list[CitedPassage] = Field(
         description="The passages behind the answer, the one holding the answer first; `quote` is its best sentence."
     )
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "question": QUESTION, "answer": PASSAGE, "reason": None, "confidence": 0.52, "citations": [_CITED_EXAMPLE],
+        "question": QUESTION, "answer": PASSAGE_EXAMPLE, "reason": None, "confidence": 0.52, "citations": [CITED_EXAMPLE],
     }]})
 
 
 # -- context ---------------------------------------------------------------------------------------------
-class ContextRequest(BaseModel):
-    query: Text = Field(description="What the prompt is about.")
-    max_tokens: Count = Field(2000,
-                            description="Token budget (tiktoken cl100k) of the packed context, up to "
-                                        "ASK_MAX_CONTEXT_TOKENS (32000).")
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "max_tokens": 500}]})
-
-
 class ContextResponse(BaseModel):
     query: str
     context: str = Field(description="Passages, each headed `[n] source ¶paragraph`, ready for an LLM prompt.")
@@ -156,7 +164,7 @@ class ContextResponse(BaseModel):
     citations: list[CitedPassage]
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "query": QUESTION, "context": f"[1] {SOURCE} ¶4\n{PASSAGE}", "tokens": 48, "citations": [_CITED_EXAMPLE],
+        "query": QUESTION, "context": f"[1] {SOURCE} ¶4\n{PASSAGE_EXAMPLE}", "tokens": 48, "citations": [CITED_EXAMPLE],
     }]})
 
 
@@ -206,7 +214,7 @@ class DocumentWritten(BaseModel):
     created: bool = Field(description="True when the document is new (status 201), false when replaced (200).")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "source": "seeds/notes/meeting.txt", "snapshot": "snap-000002", "chunks": 3, "created": True,
+        "source": NEW_SOURCE, "snapshot": "snap-000002", "chunks": 3, "created": True,
     }]})
 
 
@@ -216,5 +224,5 @@ class DocumentDeleted(BaseModel):
     deleted: bool
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "source": "seeds/notes/meeting.txt", "snapshot": "snap-000003", "deleted": True,
+        "source": NEW_SOURCE, "snapshot": "snap-000003", "deleted": True,
     }]})

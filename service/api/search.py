@@ -1,0 +1,56 @@
+"""Search, ask and context: cited passages for a query.
+
+The request models carry the settings' limits (``schemas.request_models``), so this router is
+made per app from them; each endpoint is a few lines over the engine, awaited on the app's query
+threads.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, which name
+# the request models local to ``router``.
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from ..wire import cited
+from .deps import EngineDep, ThreadsDep
+from .schemas import QUESTION, ContextResponse, RequestModels, SearchResponse, error_responses
+
+BAD_INPUT = (400, 413, 415, 422)
+
+
+def router(models: RequestModels) -> APIRouter:
+    r = APIRouter(prefix="/v1", tags=["search"])
+    SearchRequest, AskRequest, ContextRequest = models.search, models.ask, models.context
+
+    @r.post("/search", response_model=SearchResponse, responses=error_responses(401, *BAD_INPUT, 503),
+            summary="Search: cited passages for a query")
+    async def search(body: SearchRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Best passages first, one per paragraph, each with its highlight sentence (`quote`, `quote_start:quote_end`)."""
+        found = await threads(engine.search_cited, body.query, body.k)
+        return {"query": body.query, "results": [cited(c) for c in found]}
+
+    @r.get("/search", response_model=SearchResponse, responses=error_responses(401, 422, 503),
+           summary="Search (GET twin for curl)")
+    async def search_get(
+        q: Annotated[models.query_text, Query(description="The query.", examples=[QUESTION])],  # type: ignore[name-defined]
+        engine: EngineDep, threads: ThreadsDep,
+        k: Annotated[models.query_k, Query(examples=[3])] = None,  # type: ignore[name-defined]
+    ) -> dict[str, Any]:
+        """Same as `POST /v1/search`, with the query in `q`."""
+        return {"query": q, "results": [cited(c) for c in await threads(engine.search_cited, q, k)]}
+
+    @r.post("/ask", response_model=models.ask_response, responses=error_responses(401, *BAD_INPUT, 503),
+            summary="Ask: an extractive answer with citations")
+    async def ask(body: AskRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
+        """The sentence that answers, cited first; `answer` is null with a `reason` when no passage answers well."""
+        answer = await threads(engine.ask, body.question, body.k)
+        return {**answer.as_dict(), "citations": [cited(c) for c in answer.citations]}
+
+    @r.post("/context", response_model=ContextResponse, responses=error_responses(401, *BAD_INPUT, 503),
+            summary="Context: passages packed for an LLM prompt")
+    async def context(body: ContextRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
+        """The best passages, each headed `[n] source ¶paragraph`, packed into at most `max_tokens` tiktoken tokens."""
+        packed = await threads(engine.context, body.query, body.max_tokens)
+        return {**packed.as_dict(), "citations": [cited(c) for c in packed.citations]}
+
+    return r

@@ -1,0 +1,51 @@
+"""The JSON shape of a citation, one model for REST and MCP.
+
+A cited passage reads the same wherever it is sent: the REST responses (`/v1/search`, `/v1/ask`,
+`/v1/context`) and the MCP tools (`search`, `ask`) list ``CitedPassage`` objects; MCP adds the
+link a chat client shows (``url``). Field descriptions are written once, here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .answer import Citation
+
+SOURCE_EXAMPLE = "seeds/003_517cb5bd72187ee7.txt"
+PASSAGE_EXAMPLE = (
+    "Liu Zhongyi, China's vice minister of public security, visited Tak province in Thailand as well as "
+    "Myawaddy in Myanmar, where hundreds of scam centre workers are thought to be awaiting repatriation."
+)
+
+
+def citation_id(source: str, paragraph: int) -> str:
+    """``<source>#p<paragraph>``: names one paragraph; MCP's ``fetch`` takes it."""
+    return f"{source}#p{paragraph}"
+
+
+class CitedPassage(BaseModel):
+    id: str = Field(description="Citation id `<source>#p<paragraph>` (MCP `fetch` reads it).")
+    source: str = Field(description="The file, relative to the corpus folder's parent: a document id.")
+    paragraph: int = Field(description="Paragraph number in that file, from 1 (the title line).")
+    title: str = Field("", description="The document's title (its first line).")
+    text: str = Field(description="The passage: exactly `document text[char_start:char_end]`.")
+    char_start: int = Field(description="Offset of `text` in the document's text (GET /v1/documents/{id}).")
+    char_end: int
+    score: float = Field(description="Rank score (fused); higher is better, comparable within one response.")
+    quote: str = Field(description="The passage's sentence that best matches the query: highlight it.")
+    quote_start: int = Field(description="Offset of `quote` in the document (subtract `char_start` for `text`).")
+    quote_end: int
+
+
+def cited(c: Citation) -> dict[str, Any]:
+    """A citation as ``CitedPassage`` fields (plain data: the adapters validate on the way out)."""
+    return {"id": citation_id(c.source, c.paragraph), **c.as_dict()}
+
+
+CITED_EXAMPLE: dict[str, Any] = {
+    "id": f"{SOURCE_EXAMPLE}#p4", "source": SOURCE_EXAMPLE, "paragraph": 4, "title": "Latest news with #LiuZhongyi",
+    "text": PASSAGE_EXAMPLE, "char_start": 11123, "char_end": 11321, "score": 0.0325,
+    "quote": PASSAGE_EXAMPLE, "quote_start": 11123, "quote_end": 11321,
+}
