@@ -34,8 +34,9 @@ browser-deps:         ## Debian's chromium + chromedriver for the browser test (
 test: install browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: install         ## ruff over the code, tests and benchmarks; mypy over service/ (settings in pyproject.toml)
 	$(BIN)/ruff check service tests bench
+	$(BIN)/mypy
 
 bench: bench-quality bench-speed
 

@@ -149,7 +149,7 @@ class Server:
         self.proc = subprocess.Popen(
             [PY, "-m", "service", "serve", "--index", str(index), "--port", str(self.port)],
             # A log file, not a pipe: an unread pipe fills up and stalls the server's logging.
-            stdout=subprocess.DEVNULL, stderr=open(CACHE.parent / "server.log", "w"), text=True,  # noqa: SIM115
+            stdout=subprocess.DEVNULL, stderr=open(CACHE.parent / "server.log", "w"), text=True,
         )
         import httpx
 

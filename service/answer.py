@@ -102,9 +102,9 @@ def score_sentences(
     passage_terms: list[set[str]] = []
     for i, p in enumerate(top):
         local = sentence_spans(p.text)
-        terms = span_terms(p.text, [(0, len(p.text)), *local])
-        passage_terms.append(terms[0])
-        sentence_terms += terms[1:]
+        found = span_terms(p.text, [(0, len(p.text)), *local])
+        passage_terms.append(found[0])
+        sentence_terms += found[1:]
         spans += [(i, p.char_start + a, p.char_start + b) for a, b in local]
     if not spans:
         return []
@@ -157,8 +157,8 @@ def build_answer(
         return Answer(question, None, [], 0.0, "the index has no passage related to the question")
     sentences = score_sentences(question, question_vector, passages, embedder)
     best_by_passage: dict[int, Sentence] = {}
-    for s in sentences:
-        best_by_passage.setdefault(s.passage, s)
+    for sentence in sentences:
+        best_by_passage.setdefault(sentence.passage, sentence)
     citations = []
     for i, p in enumerate(passages):
         s = best_by_passage.get(i)

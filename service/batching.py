@@ -73,7 +73,7 @@ class MicroBatcher(Generic[T, R]):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
             for s, r in zip(batch, results, strict=True):
                 s.result = r
-        except BaseException as exc:  # every caller of this batch sees the error
+        except BaseException as exc:  # noqa: BLE001 - every caller of this batch sees the error, re-raised
             for s in batch:
                 s.error = exc
         with self._lock:

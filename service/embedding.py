@@ -23,12 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .config import PACKAGED_MODEL
 from .files import sha256_file
+
+if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +195,7 @@ class TorchEmbedder:
         self.use_bf16 = bf16 == "on" or (bf16 == "auto" and cpu_supports_bf16())
 
     @cached_property
-    def model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily (slow import)
+    def model(self) -> SentenceTransformer:  # imported lazily (slow import)
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -231,14 +235,17 @@ class TorchEmbedder:
                 super().__init__()
                 self.bert = bert
 
-            def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN202
+            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        token_type_ids: torch.Tensor) -> torch.Tensor:
                 hidden = self.bert(
                     input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
                 ).last_hidden_state
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
-        module = Pooled(self.model[0].auto_model.float().eval())
+        bert = self.model[0].auto_model  # the first module is sentence-transformers' Transformer
+        assert isinstance(bert, torch.nn.Module)
+        module = Pooled(bert.float().eval())
         sample = WordPieces(self.info.path, self.info.max_seq_length).batch(["an example query", "two"])
         args = tuple(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")

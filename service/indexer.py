@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .corpus import CorpusError, Document, Skipped, load_document, walk
 from .embed_cache import EmbeddingCache
 from .embedding import Embedder, ModelInfo, TorchEmbedder, WordPieces, model_info, onnx_path_for
 from .files import temp_name
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +288,7 @@ class Indexer:
             Path(str(path) + extra).unlink(missing_ok=True)
         self.ensure_query_encoder()
 
-    def _progress_bar(self, files: int):
+    def _progress_bar(self, files: int) -> tqdm[Any] | None:
         if not self.progress or not files:
             return None
         from tqdm import tqdm
@@ -320,20 +323,22 @@ class Indexer:
         report: IndexReport,
     ) -> None:
         entries: dict[str, tuple[store.DocRecord, list[tuple[int, int, int, int, str]], np.ndarray]] = {}
-        for source, (rec, chunks, vecs) in kept.items():
-            entries[source] = (rec, [(c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text) for c in chunks], vecs)
-        for doc, chunks, vecs in done:
+        for source, (rec, old_chunks, vecs) in kept.items():
+            entries[source] = (rec, [(c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text) for c in old_chunks],
+                               vecs)
+        for doc, new_chunks, vecs in done:
             rec = store.DocRecord(doc.source, doc.sha256, doc.encoding, doc.title, doc.text)
-            entries[doc.source] = (rec, [(c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text) for c in chunks], vecs)
+            entries[doc.source] = (rec, [(c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text) for c in new_chunks],
+                                   vecs)
         docs: list[store.DocRecord] = []
         chunk_records: list[store.ChunkRecord] = []
         lexical: list[str] = []
         blocks: list[np.ndarray] = []
         for position, source in enumerate(sorted(entries)):
-            rec, chunks, vecs = entries[source]
+            rec, rows, vecs = entries[source]
             docs.append(rec)
             title = self._title(rec.title)
-            for paragraph, start, end, n_tokens, text in chunks:
+            for paragraph, start, end, n_tokens, text in rows:
                 chunk_records.append(store.ChunkRecord(position, paragraph, start, end, n_tokens, text))
                 lexical.append(embed_text(title, text, paragraph, self.settings.embed_title))
             blocks.append(np.asarray(vecs, dtype=np.float32).reshape(-1, self.info.dim))

@@ -12,8 +12,12 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import Stemmer  # no type stubs: Any to mypy
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _EMPTY = "EMPTY"
@@ -34,7 +38,7 @@ these they this to was will with
 
 
 @lru_cache(maxsize=1)
-def _stemmer():  # noqa: ANN202 - Stemmer.Stemmer has no type stubs
+def _stemmer() -> Stemmer.Stemmer:
     import Stemmer
 
     return Stemmer.Stemmer("english")

@@ -205,11 +205,11 @@ def build_server(engine: Engine) -> MCPServer:
         except (QueryError, NotFound, store.StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
-        out = AskResult(
-            question=result.question, answer=result.answer, reason=result.reason,
-            confidence=round(result.confidence, 4),
-            citations=[_linked(engine, base, c) for c in result.citations],
-        )
+        out = AskResult.model_validate({
+            "question": result.question, "answer": result.answer, "reason": result.reason,
+            "confidence": round(result.confidence, 4),
+            "citations": [_linked(engine, base, c) for c in result.citations],
+        })
         lines = [out.answer if out.answer is not None else f"No answer: {out.reason}", ""]
         for i, c in enumerate(out.citations, start=1):
             lines.append(f"[{i}] {c.source} ¶{c.paragraph} (id {c.id}): “{c.quote}”")

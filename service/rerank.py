@@ -23,6 +23,8 @@ import numpy as np
 from .embedding import ModelError, resolve_model_dir
 
 if TYPE_CHECKING:
+    from sentence_transformers import CrossEncoder
+
     from .retrieval import Passage
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ def resolve_reranker_dir(name: str, offline: bool = True) -> Path:
 
         try:
             return Path(snapshot_download(name, local_files_only=True))
-        except Exception as exc:  # noqa: BLE001 - any hub error means "not available offline"
+        except Exception as exc:  # any hub error means "not available offline"
             raise ModelError(
                 f"reranker {name!r} is neither a local folder nor in the local model cache, and offline mode "
                 "is on (set ASK_OFFLINE=false to allow downloading it, or point ASK_RERANKER at a folder)"
@@ -59,7 +61,7 @@ class Reranker:
         self._lock = threading.Lock()
 
     @cached_property
-    def model(self):  # noqa: ANN201 - sentence_transformers.CrossEncoder, imported lazily
+    def model(self) -> CrossEncoder:  # imported lazily (slow import)
         from sentence_transformers import CrossEncoder
         from transformers.utils import logging as hf_logging
 

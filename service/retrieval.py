@@ -64,7 +64,7 @@ class Ranking:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.float64))
 
     @classmethod
-    def combine(cls, ids: np.ndarray, values: np.ndarray) -> Ranking:
+    def combine(cls, ids: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray) -> Ranking:
         """Sum the values given to each id, then rank."""
         if not len(ids):
             return cls.empty()

@@ -146,7 +146,7 @@ def write_error(index_dir: Path, exc: OSError) -> IndexWriteFailed:
         why = "a file stands where a folder is needed (pass a folder with --index)"
     else:
         why = exc.strerror or str(exc)
-    return IndexWriteFailed(f"could not write the index in {index_dir}: {why}; any previous index there is intact")
+    return IndexWriteFailed(f"could not write the index in {index_dir}: {why}; the previous index is intact")
 
 
 # Locks this process holds, by index folder: a thread that holds one may enter it again (the engine

@@ -22,9 +22,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import faiss
 
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
@@ -43,7 +47,7 @@ class VectorIndex(Protocol):
         ...
 
 
-def _faiss():  # noqa: ANN202
+def _faiss() -> ModuleType:  # the faiss module, imported on first use
     import faiss
 
     # One search is small: OpenMP's thread team costs more than it saves, and on a busy 2-core
@@ -118,7 +122,7 @@ _GEMM_MODEL = bytes.fromhex(
 
 
 @lru_cache(maxsize=1)
-def _gemm_session():  # noqa: ANN202 - onnxruntime.InferenceSession
+def _gemm_session() -> Any:  # onnxruntime.InferenceSession (onnxruntime has no type stubs)
     """``gemm_model()`` under onnxruntime (threads as the query graph's), with the matrix as an
     input (no copy)."""
     from .runtime import onnx_session
@@ -135,7 +139,7 @@ class HnswIndex:
 
     kind = "hnsw"
 
-    def __init__(self, index) -> None:  # noqa: ANN001 - faiss.IndexHNSWFlat
+    def __init__(self, index: faiss.IndexHNSW) -> None:
         self.index = index
         self.index.hnsw.efSearch = HNSW_EF_SEARCH
 
@@ -152,7 +156,7 @@ class HnswIndex:
         return ids.astype(np.int64), scores
 
 
-def build_hnsw(vectors: np.ndarray):  # noqa: ANN201 - faiss.IndexHNSWFlat
+def build_hnsw(vectors: np.ndarray) -> faiss.IndexHNSWFlat:
     faiss = _faiss()
     index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION

@@ -25,8 +25,8 @@ def _arm(kill_at: str) -> None:
     name, _, n = kill_at.partition(":")
     remaining = {"n": int(n)}
 
-    def wrap(fn):  # noqa: ANN001, ANN202
-        def inner(*args, **kwargs):  # noqa: ANN202
+    def wrap(fn):
+        def inner(*args, **kwargs):
             remaining["n"] -= 1
             if remaining["n"] == 0:
                 os.kill(os.getpid(), signal.SIGKILL)

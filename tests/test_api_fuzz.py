@@ -30,7 +30,7 @@ def fuzz_url(tmp_path_factory: pytest.TempPathFactory, seed_index: Path) -> Iter
         yield url
 
 
-def error_shape(ctx, response, case) -> None:  # noqa: ANN001 - a schemathesis check
+def error_shape(ctx, response, case) -> None:
     """Every error is {"error": {"code": str, "message": str}} and nothing else."""
     if response.status_code < 400:
         return
@@ -49,7 +49,7 @@ def test_no_server_errors(fuzz_url: str) -> None:
         @given(case=operation.as_strategy())
         @settings(max_examples=15, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
-        def check(case) -> None:  # noqa: ANN001 - a schemathesis Case
+        def check(case) -> None:
             case.call_and_validate(checks=[not_a_server_error, error_shape], timeout=120)
 
         check()

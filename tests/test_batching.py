@@ -17,7 +17,7 @@ class SlowFake(FakeEmbedder):
         self.batch_sizes: list[int] = []
         self.gate = threading.Event()
 
-    def embed(self, texts):  # noqa: ANN001, ANN201
+    def embed(self, texts):
         self.batch_sizes.append(len(texts))
         self.gate.wait(0.05)  # hold the first batch so that others queue behind it
         if any(t == "boom" for t in texts):

@@ -54,7 +54,7 @@ def browser() -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_ask_shows_highlighted_citation_and_opens_the_paragraph(server: str, browser) -> None:  # noqa: ANN001
+def test_ask_shows_highlighted_citation_and_opens_the_paragraph(server: str, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -99,7 +99,7 @@ def test_ask_shows_highlighted_citation_and_opens_the_paragraph(server: str, bro
     assert not errors, errors
 
 
-def test_shared_link_opens_answer_and_document(server: str, browser) -> None:  # noqa: ANN001
+def test_shared_link_opens_answer_and_document(server: str, browser) -> None:
     """A page URL carries the question and the opened paragraph, so a citation link can be shared."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -116,7 +116,7 @@ def test_shared_link_opens_answer_and_document(server: str, browser) -> None:  #
     assert not driver.find_element(By.ID, "doc-view").is_displayed()
 
 
-def test_page_asks_for_the_api_key_when_one_is_needed(seed_settings: Settings, seed_engine: Engine, browser) -> None:  # noqa: ANN001
+def test_page_asks_for_the_api_key_when_one_is_needed(seed_settings: Settings, seed_engine: Engine, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait

@@ -148,10 +148,27 @@ def test_truncated_index_file_is_detected(settings: Settings, fake_embedder: Fak
 
 
 def test_second_writer_is_refused(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    import threading
+
     write(settings.corpus, "a.txt", ARTICLE)
-    with store.writer_lock(settings.index):
+    held, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:  # the lock is re-entrant for its own thread only
+        with store.writer_lock(settings.index):
+            held.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    try:
+        assert held.wait(60)
         with pytest.raises(store.IndexBusy, match="another process"):
             sync(settings, fake_embedder)
+    finally:
+        release.set()
+        thread.join()
+    with store.writer_lock(settings.index), store.writer_lock(settings.index):  # re-entered, not refused
+        assert sync(settings, fake_embedder).snapshot
 
 
 def test_missing_index_says_how_to_build(settings: Settings, fake_embedder: FakeEmbedder) -> None:

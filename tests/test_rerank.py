@@ -49,7 +49,7 @@ class ReverseAlphabet:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []
 
-    def rerank(self, query: str, passages, k=None):  # noqa: ANN001, ANN201
+    def rerank(self, query: str, passages, k=None):
         import dataclasses
 
         self.calls.append((query, len(passages)))

@@ -159,7 +159,7 @@ def test_path_onto_a_folder_is_409(site: Site) -> None:
 
 # -- 5. one file, one id ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["docs/a/./dup.txt", "docs/./a.txt", "docs/sub/../a.txt", "docs//a.txt",
-                                  "docs/a/", "docs/sub/./b.txt"])
+                                  "docs/a/", "docs/sub/./b.txt", "docs%2Fa.txt", "docs/sub%2fb.txt", "docs/sub%5Cb.txt"])
 def test_dot_and_empty_segments_are_refused_not_aliased(site: Site, path: str) -> None:
     before = site.state()
     for method in ("PUT", "DELETE", "GET"):
@@ -341,3 +341,14 @@ def test_symlinks_out_of_the_corpus_are_a_setting(tmp_path: Path, caplog: pytest
     followed = settings.model_copy(update={"external_symlinks": True})
     report = Indexer(followed, embedder=embedder, progress=False).sync(settings.corpus)
     assert set(report.added) == {"docs/link.txt", "docs/linked/inner.txt"} and not report.skipped
+
+
+def test_token_counting_on_an_empty_cache_from_many_threads(tmp_path: Path) -> None:
+    """The first /v1/context requests of a fresh server seed tiktoken's cache together (it was a 500)."""
+    from service import tokens
+
+    cache = str(tmp_path / "fresh-cache")
+    with ThreadPoolExecutor(8) as pool:
+        counts = list(pool.map(lambda _: tokens.count("who visited Myanmar?", cache), range(8)))
+    assert len(set(counts)) == 1 and counts[0] > 0
+    assert not [p for p in (tmp_path / "fresh-cache" / "tiktoken").iterdir() if p.name.startswith(".tmp")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Request, Security
@@ -100,7 +100,7 @@ class KeyGate:
         await self.app(scope, receive, send)
 
 
-def openapi_security(auth: ApiKeyAuth):
+def openapi_security(auth: ApiKeyAuth) -> Callable[..., Awaitable[None]]:
     """A dependency that shows the key's two schemes in OpenAPI (the docs' "Authorize" button).
 
     ``KeyGate`` has already refused requests without the key; checking again here costs a digest.

@@ -34,9 +34,14 @@ NewId = Annotated[str, PathParam(description="Document id: `<corpus folder>/<pat
                                  examples=[NEW_SOURCE])]
 
 
-def _clean(path: str) -> str:
+def _clean(path: str, request: Request) -> str:
+    """The id as routed, after refusing percent-encoded separators: ``a%2Fb.txt`` is one segment
+    holding a slash (no file can be named so), not another spelling of ``a/b.txt``."""
     if not path:
         raise ApiError(422, "invalid_request", "a document id is required: /v1/documents/seeds/article.txt")
+    raw = request.scope.get("raw_path", b"").lower()
+    if b"%2f" in raw or b"%5c" in raw:
+        raise ApiError(422, "invalid_request", "document ids may not contain encoded separators (%2F, %5C)")
     return path
 
 
@@ -47,9 +52,9 @@ def list_documents(engine: EngineDep) -> dict[str, Any]:
 
 @router.get("/{path:path}", response_model=Document, responses=error_responses(401, 404, 422, 503),
             summary="Read a document with numbered paragraphs")
-def get_document(path: ExistingId, engine: EngineDep) -> dict[str, Any]:
+def get_document(path: ExistingId, request: Request, engine: EngineDep) -> dict[str, Any]:
     """The decoded text and its paragraphs, numbered as citations number them (`¶N` is `paragraphs[N-1]`)."""
-    return engine.document(_clean(path))
+    return engine.document(_clean(path, request))
 
 
 @router.put(
@@ -64,7 +69,7 @@ def get_document(path: ExistingId, engine: EngineDep) -> dict[str, Any]:
 async def put_document(path: NewId, request: Request, response: Response, engine: EngineDep) -> dict[str, Any]:
     """Writes the file into the corpus folder and re-indexes it, durably and atomically: searches running
     meanwhile see the old or the new state. 201 when created, 200 when replaced (also when unchanged)."""
-    path = _clean(path)
+    path = _clean(path, request)
     data = await request.body()
     written = await run_in_threadpool(engine.put_document, path, data)
     response.status_code = 201 if written.created else 200
@@ -73,6 +78,6 @@ async def put_document(path: NewId, request: Request, response: Response, engine
 
 @router.delete("/{path:path}", response_model=DocumentDeleted, responses=error_responses(401, 404, 422, 503),
                summary="Delete a document")
-def delete_document(path: NewId, engine: EngineDep) -> dict[str, Any]:
+def delete_document(path: NewId, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Removes the file from the corpus folder (and folders it leaves empty) and from the index."""
-    return engine.delete_document(_clean(path)).as_dict()
+    return engine.delete_document(_clean(path, request)).as_dict()

@@ -75,13 +75,36 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # -- requests, built from settings -------------------------------------------------------------------
+class SearchBody(BaseModel):
+    """What a search request holds; ``request_models`` adds the settings' limits."""
+
+    query: str
+    k: int | None = None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "k": 3}]})
+
+
+class AskBody(BaseModel):
+    question: str
+    k: int | None = None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": QUESTION, "k": 5}]})
+
+
+class ContextBody(BaseModel):
+    query: str
+    max_tokens: int
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "max_tokens": 500}]})
+
+
 @dataclass(frozen=True)
 class RequestModels:
     """The request models of one app, with its settings' limits declared in them."""
 
-    search: type[BaseModel]
-    ask: type[BaseModel]
-    context: type[BaseModel]
+    search: type[SearchBody]
+    ask: type[AskBody]
+    context: type[ContextBody]
     ask_response: type[BaseModel]
     query_text: Any  # the annotated type of a query string (also GET /v1/search?q=)
     query_k: Any  # k as a URL query parameter (a string that must read as a number in range)
@@ -97,21 +120,21 @@ def request_models(settings: Settings) -> RequestModels:
     tokens = Annotated[int, Field(ge=1, le=settings.max_context_tokens), BeforeValidator(_number)]
     chars = f"at most {settings.max_query_chars} characters (ASK_MAX_QUERY_CHARS)"
     search = create_model(
-        "SearchRequest", __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "k": 3}]}),
+        "SearchRequest", __base__=SearchBody,
         query=(text, Field(description=f"Free text; not empty, {chars}.")), k=(k, None),
     )
     ask = create_model(
-        "AskRequest", __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": QUESTION, "k": 5}]}),
+        "AskRequest", __base__=AskBody,
         question=(text, Field(description=f"A question in plain language; {chars}.")), k=(k, None),
     )
     context = create_model(
-        "ContextRequest",
-        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "max_tokens": 500}]}),
+        "ContextRequest", __base__=ContextBody,
         query=(text, Field(description=f"What the prompt is about; {chars}.")),
         max_tokens=(tokens, Field(min(2000, settings.max_context_tokens), description=(
             f"Token budget (tiktoken cl100k) of the packed context: 1 to {settings.max_context_tokens} "
             "(ASK_MAX_CONTEXT_TOKENS).")))
     )
+
     ask_response = create_model(
         "AskResponse", __base__=AskResponseBase,
         confidence=(float, Field(description=(

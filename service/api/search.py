@@ -7,27 +7,38 @@ threads.
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, which name
 # the request models local to ``router``.
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query
 
 from ..wire import cited
 from .deps import EngineDep, ThreadsDep
-from .schemas import QUESTION, ContextResponse, RequestModels, SearchResponse, error_responses
+from .schemas import (
+    QUESTION,
+    AskBody,
+    ContextBody,
+    ContextResponse,
+    RequestModels,
+    SearchBody,
+    SearchResponse,
+    error_responses,
+)
 
 BAD_INPUT = (400, 413, 415, 422)
 
 
 def router(models: RequestModels) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["search"])
+    # Classes made at run time: the type checker reads the bodies as their static bases (``cast``).
     SearchRequest, AskRequest, ContextRequest = models.search, models.ask, models.context
 
     @r.post("/search", response_model=SearchResponse, responses=error_responses(401, *BAD_INPUT, 503),
             summary="Search: cited passages for a query")
     async def search(body: SearchRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         """Best passages first, one per paragraph, each with its highlight sentence (`quote`, `quote_start:quote_end`)."""
-        found = await threads(engine.search_cited, body.query, body.k)
-        return {"query": body.query, "results": [cited(c) for c in found]}
+        req = cast(SearchBody, body)
+        found = await threads(engine.search_cited, req.query, req.k)
+        return {"query": req.query, "results": [cited(c) for c in found]}
 
     @r.get("/search", response_model=SearchResponse, responses=error_responses(401, 422, 503),
            summary="Search (GET twin for curl)")
@@ -43,14 +54,16 @@ def router(models: RequestModels) -> APIRouter:
             summary="Ask: an extractive answer with citations")
     async def ask(body: AskRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         """The sentence that answers, cited first; `answer` is null with a `reason` when no passage answers well."""
-        answer = await threads(engine.ask, body.question, body.k)
+        req = cast(AskBody, body)
+        answer = await threads(engine.ask, req.question, req.k)
         return {**answer.as_dict(), "citations": [cited(c) for c in answer.citations]}
 
     @r.post("/context", response_model=ContextResponse, responses=error_responses(401, *BAD_INPUT, 503),
             summary="Context: passages packed for an LLM prompt")
     async def context(body: ContextRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         """The best passages, each headed `[n] source ¶paragraph`, packed into at most `max_tokens` tiktoken tokens."""
-        packed = await threads(engine.context, body.query, body.max_tokens)
+        req = cast(ContextBody, body)
+        packed = await threads(engine.context, req.query, req.max_tokens)
         return {**packed.as_dict(), "citations": [cited(c) for c in packed.citations]}
 
     return r
