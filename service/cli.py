@@ -24,7 +24,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     from .config import Settings
 
     overrides: dict[str, Any] = {}
-    for field in ("index", "corpus", "host", "port", "server"):
+    for field in ("index", "corpus", "host", "port", "server", "store", "store_read", "dask"):
         value = getattr(args, field, None)
         if value is not None:
             overrides[field] = value
@@ -117,6 +117,8 @@ def ensure_default_index(settings: Any, explicit_index: bool) -> None:
     """
     from . import store
 
+    if settings.store:  # a database is configured on purpose: `index --store` fills it
+        return
     if store.current_name(settings.index) is not None:
         return
     if explicit_index and Path(settings.index).resolve() != Path(type(settings)().index).resolve():
@@ -152,7 +154,13 @@ def _index(settings: Any, corpus: Path | None, rebuild: bool, as_json: bool) -> 
     def committed(name: str, documents: int) -> None:
         print(f"committed {name}: {documents} documents", file=sys.stderr, flush=True)
 
-    report = Indexer(settings, on_commit=committed).sync(corpus, rebuild=rebuild)
+    if settings.dask:
+        from .distributed import DaskEmbedder
+
+        with DaskEmbedder.from_settings(settings.dask, settings) as embedder:
+            report = Indexer(settings, embedder=embedder, on_commit=committed).sync(corpus, rebuild=rebuild)
+    else:
+        report = Indexer(settings, on_commit=committed).sync(corpus, rebuild=rebuild)
     if as_json:
         json.dump(report.as_dict(), sys.stdout, indent=2)
         print()
@@ -190,6 +198,7 @@ def _ask_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--k", type=_positive_int, default=None,
                         help="how many paragraphs to cite (default ASK_DEFAULT_K, at most ASK_MAX_K)")
     parser.add_argument("--index", type=Path, default=None, help="index folder (default: index/)")
+    _store_args(parser)
     parser.add_argument("--json", action="store_true",
                         help='print {"question", "answer", "citations"} as JSON (errors as {"error": …})')
     parser.add_argument("--server", default=None,
@@ -199,6 +208,14 @@ def _ask_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def _store_args(parser: argparse.ArgumentParser, read: bool = True) -> None:
+    parser.add_argument("--store", default=None, metavar="URL",
+                        help="a postgresql:// URL: the index lives in that database (env ASK_STORE)")
+    if read:
+        parser.add_argument("--store-read", default=None, metavar="URL",
+                            help="a postgresql:// URL of a streaming replica for searches (env ASK_STORE_READ)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service", description="Cited answers from a folder of articles.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -206,17 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     _ask_parser(sub.add_parser("ask", help="answer a question with citations"))
     p = sub.add_parser("index", help="build or refresh an index from a corpus folder")
     p.add_argument("--corpus", type=Path, default=None, help="folder of articles (default: the index's own, or seeds/)")
-    p.add_argument("--index", type=Path, default=None, help="index folder (default: index/)")
+    p.add_argument("--index", type=Path, default=None, help="index folder (default: index/; with --store: caches)")
+    _store_args(p, read=False)
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="embed on a Dask cluster, e.g. tcp://127.0.0.1:8786 (env ASK_DASK)")
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index and build from scratch")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run_index)
     p = sub.add_parser("serve", help="run the REST API, MCP over HTTP and the search page")
     p.add_argument("--index", type=Path, default=None)
+    _store_args(p)
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.set_defaults(func=run_serve)
     p = sub.add_parser("mcp", help="run the MCP server over stdio (for Claude Desktop, Cursor, …)")
     p.add_argument("--index", type=Path, default=None)
+    _store_args(p)
     p.set_defaults(func=run_mcp)
     return parser
 

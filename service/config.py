@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     corpus: Path = Field(PROJECT_ROOT / "seeds", description="Folder of articles indexed by default.")
     index: Path = Field(PROJECT_ROOT / "index", description="Folder holding the built index.")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="tiktoken encodings cache.")
+    store: str | None = Field(
+        None, description="A postgresql:// URL: keep the index in PostgreSQL + pgvector instead of the index "
+                          "folder (which then holds only local caches)."
+    )
+    store_read: str | None = Field(
+        None, description="A postgresql:// URL of a streaming replica that searches read from (writes go to "
+                          "ASK_STORE)."
+    )
+    store_pool_size: int = Field(8, description="Connections each process keeps to the database.")
 
     # --- model -------------------------------------------------------------------------
     model: str = Field(
@@ -59,6 +68,10 @@ class Settings(BaseSettings):
     sentence_chunks: bool = Field(
         True, description="Also index each sentence of a paragraph that needs several windows (sharper matches, "
                           "about 3x the chunks on abstracts; off: a smaller index and faster ingest)."
+    )
+    dask: str | None = Field(
+        None, description="A Dask scheduler (tcp://host:8786): `index` embeds on its workers, one model each, "
+                          "while this process commits."
     )
     checkpoint_seconds: float = Field(
         60.0, description="During long index runs, commit a snapshot at least this often."

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import store
 from .answer import Answer, Citation, build_answer, highlight
 from .config import Settings, get_settings
 from .corpus import CorpusError, document_from_bytes, paragraphs
@@ -31,6 +30,8 @@ from .embedding import (
 )
 from .files import NAME_MAX, atomic_write, fsync_dir
 from .retrieval import DenseQueries, Passage, Retriever
+from .store import open_store
+from .store.base import DocumentSummary, IndexStats, IndexView, Store
 
 if TYPE_CHECKING:
     from .indexer import Indexer
@@ -62,12 +63,38 @@ class Context:
                 "citations": [c.as_dict() for c in self.citations]}
 
 
-class _Live:
-    """A snapshot with its retriever: swapped as one object so a call never mixes two states."""
+@dataclass(frozen=True, slots=True)
+class ParagraphText:
+    paragraph: int
+    char_start: int
+    char_end: int
+    text: str
 
-    def __init__(self, snapshot: store.Snapshot, settings: Settings) -> None:
-        self.snapshot = snapshot
-        self.retriever = Retriever.from_settings(snapshot, settings)
+
+@dataclass(frozen=True, slots=True)
+class DocumentText:
+    """A document as indexed: its decoded text (what every offset refers to) and numbered paragraphs."""
+
+    source: str
+    title: str
+    sha256: str
+    encoding: str
+    text: str
+    paragraphs: list[ParagraphText]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "title": self.title, "sha256": self.sha256, "encoding": self.encoding,
+                "text": self.text, "paragraphs": [
+                    {"paragraph": p.paragraph, "char_start": p.char_start, "char_end": p.char_end, "text": p.text}
+                    for p in self.paragraphs]}
+
+
+class _Live:
+    """A view with its retriever: swapped as one object so a call never mixes two states."""
+
+    def __init__(self, view: IndexView, settings: Settings) -> None:
+        self.view = view
+        self.retriever = Retriever.from_settings(view, settings)
 
 
 class Engine:
@@ -76,9 +103,13 @@ class Engine:
         settings: Settings | None = None,
         index_dir: Path | None = None,
         embedder: Embedder | None = None,
+        store: Store | None = None,
     ) -> None:
+        """``store``: where searches read (default: what the settings name; with ``ASK_STORE_READ``,
+        the replica). The index folder holds local caches either way (the query graph)."""
         self.settings = settings or get_settings()
         self.index_dir = Path(index_dir or self.settings.index)
+        self._store = store
         self._embedder = embedder
         self._info: ModelInfo | None = embedder.info if embedder else None
         self._live: _Live | None = None
@@ -114,15 +145,24 @@ class Engine:
                     self._dense = DenseQueries(self.embedder)
         return self._dense
 
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = open_store(self.settings, self.index_dir, model_sha256=self.info.sha256,
+                                             full_check=self.settings.full_checksums, read=True)
+        return self._store
+
     def _current(self) -> _Live:
-        name = store.current_name(self.index_dir)
+        """The live view, re-opened when the store has a newer version (one small read per call)."""
+        version = self.store.version()
         live = self._live
-        if live is not None and live.snapshot.name == name:
+        if live is not None and live.view.version == version:
             return live
         with self._lock:
-            if self._live is None or self._live.snapshot.name != store.current_name(self.index_dir):
-                snap = store.open_snapshot(self.index_dir, self.info.sha256, self.settings.full_checksums)
-                self._live = _Live(snap, self.settings)
+            if self._live is None or self._live.view.version != self.store.version():
+                self._live = _Live(self.store.view(), self.settings)
             return self._live
 
     def load(self) -> None:
@@ -153,7 +193,7 @@ class Engine:
     def _retrieve(self, query: str, k: int) -> tuple[np.ndarray, list[Passage]]:
         live = self._current()
         retriever = live.retriever
-        vector, dense = self.dense(query, live.snapshot.vectors, retriever.dense_candidates())
+        vector, dense = self.dense(query, live.view.vectors, retriever.dense_candidates())
         return vector, retriever.search(query, vector, k, dense=dense)
 
     def search(self, query: str, k: int | None = None) -> list[Passage]:
@@ -196,33 +236,20 @@ class Engine:
         return Context(query, text, count(text, cache) if text else 0, cited)
 
     # -- documents -----------------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        snap = self._current().snapshot
-        m = snap.manifest
-        return {
-            "documents": m["counts"]["documents"], "chunks": m["counts"]["chunks"],
-            "model": m["model"]["name"], "model_sha256": m["model"]["sha256"], "dimension": m["model"]["dim"],
-            "snapshot": snap.name, "created": m["created"], "vector_index": m["vector_index"],
-            "corpus": m["corpus"], "fusion": self.settings.fusion,
-        }
+    def stats(self) -> IndexStats:
+        return self._current().view.stats()
 
-    def documents(self) -> list[dict[str, Any]]:
-        return self._current().snapshot.documents()
+    def documents(self) -> list[DocumentSummary]:
+        return self._current().view.documents()
 
-    def document(self, source: str) -> dict[str, Any]:
-        snap = self._current().snapshot
-        source = self._check_source(source, snap.manifest["corpus"])
-        rec = snap.document(source)
+    def document(self, source: str) -> DocumentText:
+        view = self._current().view
+        source = self._check_source(source, view.meta.corpus)
+        rec = view.document(source)
         if rec is None:
             raise NotFound(f"no document {source!r} in the index")
-        return {
-            "source": rec.source, "title": rec.title, "sha256": rec.sha256, "encoding": rec.encoding,
-            "text": rec.text,
-            "paragraphs": [
-                {"paragraph": p.number, "char_start": p.start, "char_end": p.end, "text": rec.text[p.start : p.end]}
-                for p in paragraphs(rec.text)
-            ],
-        }
+        return DocumentText(rec.source, rec.title, rec.sha256, rec.encoding, rec.text, [
+            ParagraphText(p.number, p.start, p.end, rec.text[p.start : p.end]) for p in paragraphs(rec.text)])
 
     def _check_source(self, source: str, corpus: str) -> str:
         """A document id is its citation name, ``<corpus folder>/<relative path>``; nothing may escape.
@@ -248,7 +275,7 @@ class Engine:
         return source
 
     def _corpus_path(self, source: str) -> Path:
-        corpus = Path(self._current().snapshot.manifest["corpus"])
+        corpus = Path(self._current().view.meta.corpus)
         source = self._check_source(source, str(corpus))
         target = (corpus / Path(*source.split("/")[1:])).resolve()
         if not target.is_relative_to(corpus.resolve()):
@@ -262,7 +289,7 @@ class Engine:
 
     def _check_writable_path(self, source: str, target: Path) -> None:
         """409 when the id runs into the corpus's shape: below a file, or onto a folder."""
-        corpus = Path(self._current().snapshot.manifest["corpus"]).resolve()
+        corpus = self._corpus_root()
         for folder in reversed(target.parents):
             if folder.is_relative_to(corpus) and folder.exists() and not folder.is_dir():
                 rel = folder.relative_to(corpus.parent).as_posix()
@@ -285,29 +312,43 @@ class Engine:
             doc = document_from_bytes(data, source, target.suffix)
         except CorpusError as exc:
             raise QueryError(f"the document cannot be indexed: {exc}") from None
-        with self._write_lock, store.writer_lock(self.index_dir):
-            self._check_writable_path(source, target)
-            with _CorpusChange(target, self._corpus_root()) as change:
-                change.write(data)
-                report = self._indexer().apply([doc], [])
-            live = self._current()
-        return DocumentWritten(source, report.snapshot or live.snapshot.name, report.chunks_embedded,
-                               bool(report.added))
+        indexer = self._indexer()
+        with self._write_lock, indexer.store.writer() as writer:
+            if self._folder_is_truth(indexer):
+                self._check_writable_path(source, target)
+                with _CorpusChange(target, self._corpus_root()) as change:
+                    change.write(data)
+                    report = indexer.apply([doc], [], writer)
+            else:
+                report = indexer.apply([doc], [], writer)
+            version = report.snapshot or indexer.store.version() or ""
+        return DocumentWritten(source, version, report.chunks_embedded, bool(report.added))
 
     def delete_document(self, source: str) -> DocumentDeleted:
         """Remove one document from the corpus folder (and folders it leaves empty) and the index."""
         target = self._corpus_path(source)
-        with self._write_lock, store.writer_lock(self.index_dir):
-            if not self._current().snapshot.has_document(source):  # checked under the lock: one delete wins
+        indexer = self._indexer()
+        with self._write_lock, indexer.store.writer() as writer:
+            prev = writer.previous()
+            if prev is None or not prev.has_document(source):  # checked under the lock: one delete wins
                 raise NotFound(f"no document {source!r} in the index")
-            with _CorpusChange(target, self._corpus_root()) as change:
-                change.delete()
-                report = self._indexer().apply([], [source])
-            live = self._current()
-        return DocumentDeleted(source, report.snapshot or live.snapshot.name)
+            if self._folder_is_truth(indexer):
+                with _CorpusChange(target, self._corpus_root()) as change:
+                    change.delete()
+                    report = indexer.apply([], [source], writer)
+            else:
+                report = indexer.apply([], [source], writer)
+            version = report.snapshot or indexer.store.version() or ""
+        return DocumentDeleted(source, version)
 
     def _corpus_root(self) -> Path:
-        return Path(self._current().snapshot.manifest["corpus"]).resolve()
+        return Path(self._current().view.meta.corpus).resolve()
+
+    @staticmethod
+    def _folder_is_truth(indexer: Indexer) -> bool:
+        """With the local store, the corpus folder is the truth and API writes go into it; a database
+        store is shared by servers with no common folder, so API writes go to the database only."""
+        return indexer.store.kind == "local"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ last commit, and the embeddings computed since then sit in the embedding cache f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -20,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import store
 from .chunking import Chunk, chunk_document
 from .config import Settings
 from .corpus import CorpusError, Document, Skipped, load_document, walk
 from .embed_cache import EmbeddingCache
 from .embedding import Embedder, ModelInfo, TorchEmbedder, WordPieces, model_info, onnx_path_for
 from .files import temp_name
+from .store import open_store, write_error
+from .store.base import ChunkRecord, DocRecord, DocumentUpsert, IndexMeta, IndexView, IndexWriter, Store
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -86,7 +88,10 @@ class Indexer:
         embedder: Embedder | None = None,
         progress: bool | None = None,
         on_commit: Callable[[str, int], None] | None = None,
+        store: Store | None = None,
     ) -> None:
+        """``store``: where the index goes (default: what the settings name, ``open_store``); the
+        index folder holds the local caches (embeddings in progress, the query graph) either way."""
         self.settings = settings
         self.index_dir = Path(index_dir or settings.index)
         self.info: ModelInfo = embedder.info if embedder else model_info(settings.model, settings.offline)
@@ -94,6 +99,8 @@ class Indexer:
         self.pieces = WordPieces(self.info.path, self.info.max_seq_length)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.on_commit = on_commit
+        self.store: Store = store or open_store(settings, self.index_dir, model_sha256=self.info.sha256,
+                                                lexical_text=self.lexical_text)
 
     # -- model ------------------------------------------------------------------------------
     @property
@@ -115,7 +122,12 @@ class Indexer:
         if not cached.exists():
             embedder = self.embedder
             if not isinstance(embedder, TorchEmbedder):
-                return
+                from .distributed import DaskEmbedder
+
+                if not isinstance(embedder, DaskEmbedder):
+                    return  # a test double: no weights to export
+                # the passages were embedded on a cluster: export the same weights (checked by sha256) here
+                embedder = TorchEmbedder(self.info, self.settings.bf16, self.settings.embed_batch_size)
             log.info("exporting the query encoder to %s", cached)
             cached.parent.mkdir(parents=True, exist_ok=True)
             embedder.export_onnx(cached)
@@ -136,34 +148,29 @@ class Indexer:
             "title_tokens": s.title_tokens, "embed_title": s.embed_title, "sentences": s.sentence_chunks,
         }
 
-    def _same_chunking(self, snap: store.Snapshot) -> bool:
-        """Whether ``snap`` was chunked as these settings chunk (indexes written before sentence
+    def _same_chunking(self, view: IndexView) -> bool:
+        """Whether ``view`` was chunked as these settings chunk (indexes written before sentence
         chunks became a setting have them: chunker version 2 always made them)."""
-        return {"sentences": True, **snap.manifest.get("chunking", {})} == self._chunking()
+        return {"sentences": True, **view.meta.chunking} == self._chunking()
 
-    def _manifest(self, corpus: Path) -> dict[str, Any]:
+    def _meta(self, corpus: Path) -> IndexMeta:
         i = self.info
-        return {
-            "corpus": str(corpus.resolve()),
-            "model": {"name": i.name, "sha256": i.sha256, "dim": i.dim, "max_seq_length": i.max_seq_length},
-            "chunking": self._chunking(),
-        }
+        return IndexMeta(
+            corpus=str(corpus.resolve()),
+            model={"name": i.name, "sha256": i.sha256, "dim": i.dim, "max_seq_length": i.max_seq_length},
+            chunking=self._chunking(),
+        )
 
-    def _previous(self, rebuild: bool) -> store.Snapshot | None:
-        if rebuild or store.current_name(self.index_dir) is None:
-            return None
-        snap = store.open_snapshot(self.index_dir, self.info.sha256)
-        if not self._same_chunking(snap):
-            log.warning("chunking settings changed since the last run: every document is chunked again")
-        return snap
+    def lexical_text(self, doc: DocRecord, chunk: ChunkRecord) -> str:
+        """What a kept chunk is BM25-indexed by (the local store rebuilds its postings with it)."""
+        return embed_text(self._title(doc.title), chunk.text, chunk.paragraph, self.settings.embed_title)
 
     # -- public -------------------------------------------------------------------------------
     def resolve_corpus(self, corpus: Path | None) -> Path:
         if corpus is not None:
             return Path(corpus).resolve()
-        if store.current_name(self.index_dir) is not None:
-            _name, manifest = store.read_manifest(self.index_dir)
-            return Path(manifest["corpus"])
+        if self.store.version() is not None:
+            return Path(self.store.view().meta.corpus)
         return Path(self.settings.corpus).resolve()
 
     def sync(self, corpus: Path | None = None, rebuild: bool = False) -> IndexReport:
@@ -173,8 +180,7 @@ class Indexer:
         if not root.is_dir():
             raise CorpusError(f"corpus folder {root} does not exist or is not a folder")
         report = IndexReport(corpus=str(root))
-        with store.writer_lock(self.index_dir):
-            prev = self._previous(rebuild)
+        with self.store.writer() as writer:
             docs: list[Document] = []
             for item in walk(root, self.settings.extensions, self.settings.external_symlinks):
                 if isinstance(item, Skipped):
@@ -185,20 +191,24 @@ class Indexer:
                     docs.append(load_document(path, source, self.settings.max_file_bytes))
                 except CorpusError as exc:
                     self._skip(report, Skipped(source, str(exc)))
-            present = {d.source for d in docs}
-            deleted = [s for s in (prev.doc_sources if prev else []) if s not in present]
-            self._commit_changes(prev, root, docs, deleted, report, full_listing=True)
+            self._commit_changes(writer, root, docs, None, report, rebuild=rebuild)
         report.seconds = time.monotonic() - started
         return report
 
-    def apply(self, upserts: Sequence[Document], deletes: Sequence[str]) -> IndexReport:
-        """Add or replace some documents and delete others, keeping the rest (used by the API)."""
+    def apply(self, upserts: Sequence[Document], deletes: Sequence[str],
+              writer: IndexWriter | None = None) -> IndexReport:
+        """Add or replace some documents and delete others, keeping the rest (used by the API).
+
+        ``writer``: a writer the caller holds already (the engine takes it before touching the corpus).
+        """
         started = time.monotonic()
-        with store.writer_lock(self.index_dir):
-            prev = self._previous(rebuild=False)
-            root = Path(prev.manifest["corpus"]) if prev else Path(self.settings.corpus).resolve()
+        with contextlib.ExitStack() as stack:
+            if writer is None:
+                writer = stack.enter_context(self.store.writer())
+            prev = writer.previous()
+            root = Path(prev.meta.corpus) if prev else Path(self.settings.corpus).resolve()
             report = IndexReport(corpus=str(root))
-            self._commit_changes(prev, root, list(upserts), list(deletes), report, full_listing=False)
+            self._commit_changes(writer, root, list(upserts), list(deletes), report, rebuild=False)
         report.seconds = time.monotonic() - started
         return report
 
@@ -210,41 +220,52 @@ class Indexer:
 
     def _commit_changes(
         self,
-        prev: store.Snapshot | None,
+        writer: IndexWriter,
         root: Path,
         docs: list[Document],
-        deleted: list[str],
+        deletes: list[str] | None,
         report: IndexReport,
-        full_listing: bool,
+        rebuild: bool,
     ) -> None:
+        """Embed what changed and commit it through ``writer``. ``deletes`` None: ``docs`` is the whole
+        corpus, and indexed documents missing from it are deleted."""
+        full_listing = deletes is None
+        prev = None if rebuild else writer.previous()
         same_chunking = prev is not None and self._same_chunking(prev)
-        kept: dict[str, tuple[store.DocRecord, list[store.ChunkRecord], np.ndarray]] = {}
-        if prev is not None:
-            kept = _by_document(prev)
+        if prev is not None and not same_chunking:
+            log.warning("chunking settings changed since the last run: every document is chunked again")
+        indexed = prev.hashes() if prev is not None else {}
         todo: list[Document] = []
         for doc in docs:
-            old = kept.get(doc.source)
-            if old is not None and same_chunking and old[0].sha256 == doc.sha256:
+            if same_chunking and indexed.get(doc.source) == doc.sha256:
                 report.unchanged += 1
                 continue
-            (report.changed if old is not None else report.added).append(doc.source)
+            (report.changed if doc.source in indexed else report.added).append(doc.source)
             todo.append(doc)
-        report.deleted = [s for s in deleted if s in kept]
-        for source in report.deleted:
-            kept.pop(source, None)
-        # Documents being re-indexed keep their old chunks in checkpoint snapshots until their new
-        # version is committed: an intermediate snapshot never loses a document.
-        corpus_moved = prev is not None and prev.manifest.get("corpus") != str(root)
+        if deletes is None:
+            present = {d.source for d in docs}
+            deletes = [s for s in sorted(indexed) if s not in present]
+        report.deleted = [s for s in deletes if s in indexed]
+        meta = self._meta(root)
+        corpus_moved = prev is not None and prev.meta.corpus != meta.corpus
         if prev is not None and not todo and not report.deleted and not corpus_moved:
-            report.documents_total, report.chunks_total = len(kept), prev.size
+            stats = prev.stats()
+            report.documents_total, report.chunks_total = stats.documents, stats.chunks
             if full_listing:
                 self._finish_cache()
             return
-        manifest = self._manifest(root)
+        try:
+            self.index_dir.mkdir(parents=True, exist_ok=True)  # local caches, whatever the store
+        except OSError as exc:
+            raise write_error(self.index_dir, exc) from exc
         cache = EmbeddingCache(self.index_dir / "embed-cache.sqlite", self.info.sha256, self.info.dim)
         try:
             last_commit = time.monotonic()
-            done: list[tuple[Document, list[Chunk], np.ndarray]] = []
+            # A rebuild replaces everything at its first commit; deletions go with the first commit too.
+            # Documents being re-indexed keep their old chunks until their new version is committed:
+            # an intermediate commit never loses a document that is still in the folder.
+            replace_all, first_deletes = rebuild, list(report.deleted)
+            done: list[DocumentUpsert] = []
             pending: list[tuple[Document, list[Chunk], list[str]]] = []
             bar = self._progress_bar(len(todo))
 
@@ -254,13 +275,27 @@ class Indexer:
                 vectors = self._embed(texts, cache)
                 offset = 0
                 for doc, chunks, ts in pending:
-                    done.append((doc, chunks, vectors[offset : offset + len(ts)]))
+                    rec = DocRecord(doc.source, doc.sha256, doc.encoding, doc.title, doc.text)
+                    records = [ChunkRecord(0, c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text)
+                               for c in chunks]
+                    done.append(DocumentUpsert(rec, records, vectors[offset : offset + len(ts)], ts))
                     offset += len(ts)
                 report.chunks_embedded += len(texts)
                 if bar is not None:
                     bar.update(len(pending))
                     bar.set_postfix(chunks=report.chunks_embedded, refresh=False)
                 pending.clear()
+
+            def commit() -> None:
+                nonlocal replace_all, first_deletes
+                result = writer.apply(meta, done, first_deletes, replace_all=replace_all)
+                replace_all, first_deletes = False, []
+                done.clear()
+                report.snapshot = result.version
+                report.documents_total, report.chunks_total = result.documents, result.chunks
+                log.info("committed %s: %d documents, %d chunks", result.version, result.documents, result.chunks)
+                if self.on_commit is not None:
+                    self.on_commit(result.version, result.documents)
 
             for position, doc in enumerate(todo, start=1):
                 chunks = self._chunk(doc)
@@ -270,11 +305,11 @@ class Indexer:
                 if sum(len(p[2]) for p in pending) >= FLUSH_TEXTS or position == len(todo):
                     flush()
                     if time.monotonic() - last_commit > self.settings.checkpoint_seconds and position < len(todo):
-                        self._commit(manifest, kept, done, report)
+                        commit()
                         last_commit = time.monotonic()
             if bar is not None:
                 bar.close()
-            self._commit(manifest, kept, done, report)
+            commit()
             self.ensure_query_encoder()
             cache.clear()
         finally:
@@ -314,53 +349,3 @@ class Indexer:
             cache.put_many([texts[i] for i in missing], vectors)
             out[missing] = vectors
         return out
-
-    def _commit(
-        self,
-        manifest: dict[str, Any],
-        kept: dict[str, tuple[store.DocRecord, list[store.ChunkRecord], np.ndarray]],
-        done: list[tuple[Document, list[Chunk], np.ndarray]],
-        report: IndexReport,
-    ) -> None:
-        entries: dict[str, tuple[store.DocRecord, list[tuple[int, int, int, int, str]], np.ndarray]] = {}
-        for source, (rec, old_chunks, vecs) in kept.items():
-            entries[source] = (rec, [(c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text) for c in old_chunks],
-                               vecs)
-        for doc, new_chunks, vecs in done:
-            rec = store.DocRecord(doc.source, doc.sha256, doc.encoding, doc.title, doc.text)
-            entries[doc.source] = (rec, [(c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text) for c in new_chunks],
-                                   vecs)
-        docs: list[store.DocRecord] = []
-        chunk_records: list[store.ChunkRecord] = []
-        lexical: list[str] = []
-        blocks: list[np.ndarray] = []
-        for position, source in enumerate(sorted(entries)):
-            rec, rows, vecs = entries[source]
-            docs.append(rec)
-            title = self._title(rec.title)
-            for paragraph, start, end, n_tokens, text in rows:
-                chunk_records.append(store.ChunkRecord(position, paragraph, start, end, n_tokens, text))
-                lexical.append(embed_text(title, text, paragraph, self.settings.embed_title))
-            blocks.append(np.asarray(vecs, dtype=np.float32).reshape(-1, self.info.dim))
-        vectors = np.concatenate(blocks) if blocks else np.zeros((0, self.info.dim), np.float32)
-        name = store.write_snapshot(
-            self.index_dir, manifest, docs, chunk_records, vectors, lexical, self.settings.hnsw_threshold
-        )
-        report.snapshot = name
-        report.documents_total, report.chunks_total = len(docs), len(chunk_records)
-        log.info("committed %s: %d documents, %d chunks", name, len(docs), len(chunk_records))
-        if self.on_commit is not None:
-            self.on_commit(name, len(docs))
-
-
-def _by_document(
-    snap: store.Snapshot,
-) -> dict[str, tuple[store.DocRecord, list[store.ChunkRecord], np.ndarray]]:
-    docs, chunks, vectors = snap.all_records()
-    rows: dict[int, list[int]] = {}
-    for i, c in enumerate(chunks):
-        rows.setdefault(c.doc, []).append(i)
-    return {
-        d.source: (d, [chunks[i] for i in rows.get(pos, [])], np.asarray(vectors[rows.get(pos, [])]))
-        for pos, d in enumerate(docs)
-    }

@@ -99,7 +99,7 @@ def _url(engine: Engine, base: str | None, source: str, paragraph: int | None) -
     if base:
         url = f"{base}/#doc={quote(source, safe='/')}"
         return f"{url}&p={paragraph}" if paragraph else url
-    corpus = Path(engine.stats()["corpus"])
+    corpus = Path(engine.stats().corpus)
     return (corpus.parent / source).resolve().as_uri()
 
 
@@ -170,20 +170,20 @@ def build_server(engine: Engine) -> MCPServer:
         except (QueryError, NotFound, store.StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
-        paragraphs = doc["paragraphs"]
+        paragraphs = doc.paragraphs
         if number is None:
-            text = "\n\n".join(f"[¶{p['paragraph']}] {p['text']}" for p in paragraphs)
+            text = "\n\n".join(f"[¶{p.paragraph}] {p.text}" for p in paragraphs)
             return FetchedDocument(
-                id=source, title=doc["title"], text=text, url=_url(engine, base, source, None),
-                metadata={"source": source, "paragraphs": len(paragraphs), "characters": len(doc["text"]),
-                          "sha256": doc["sha256"], "encoding": doc["encoding"]},
+                id=source, title=doc.title, text=text, url=_url(engine, base, source, None),
+                metadata={"source": source, "paragraphs": len(paragraphs), "characters": len(doc.text),
+                          "sha256": doc.sha256, "encoding": doc.encoding},
             )
         if not 1 <= number <= len(paragraphs):
             raise ToolError(f"{source} has paragraphs 1 to {len(paragraphs)}; there is no ¶{number}")
         p = paragraphs[number - 1]
         return FetchedDocument(
-            id=citation_id(source, number), title=doc["title"], text=p["text"], url=_url(engine, base, source, number),
-            metadata={"source": source, "paragraph": number, "char_start": p["char_start"], "char_end": p["char_end"],
+            id=citation_id(source, number), title=doc.title, text=p.text, url=_url(engine, base, source, number),
+            metadata={"source": source, "paragraph": number, "char_start": p.char_start, "char_end": p.char_end,
                       "paragraphs": len(paragraphs), "citation": f"{source} ¶{number}"},
         )
 

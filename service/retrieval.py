@@ -20,19 +20,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .batching import MicroBatcher
-from .store import Snapshot
+from .layout import paragraph_ids
+from .layout import paragraph_windows as _paragraph_windows
 from .vectors import ExactIndex
 
 if TYPE_CHECKING:
     from .config import Settings
     from .embedding import Embedder
     from .rerank import Reranker
-    from .vectors import VectorIndex
+    from .store.base import IndexView, VectorSearch
+
+__all__ = ["FUSIONS", "DenseQueries", "Passage", "Ranking", "Retriever", "by_paragraph", "first_per_group", "fuse",
+           "paragraph_ids", "rrf", "weighted", "_paragraph_windows"]
 
 FUSIONS = ("rrf", "weighted", "dense", "bm25")
 DECISIVE_RANK = 5  # decisiveness compares the best score with the one at this rank (0-based)
@@ -133,41 +137,16 @@ def weighted(dense: Side, lexical: Side, dense_weight: float, adaptive: bool = T
                            np.concatenate([w * _minmax(scores) for w, (_ids, scores) in zip(weights, sides, strict=True)]))
 
 
-def paragraph_ids(chunk_doc: np.ndarray, chunk_paragraph: np.ndarray) -> np.ndarray:
-    """A dense id per (document, paragraph) for every chunk; ids follow (document, paragraph) order."""
-    if len(chunk_doc) == 0:
-        return np.zeros(0, np.int64)
-    key = (np.asarray(chunk_doc, np.int64) << 32) | np.asarray(chunk_paragraph, np.int64)
-    return np.unique(key, return_inverse=True)[1].astype(np.int64).reshape(-1)
-
-
-def _paragraph_windows(para: np.ndarray, starts: np.ndarray, ends: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Which chunks are windows (not inside an earlier chunk of their paragraph, in text order with
-    the longer of two equal starts first), and the windows of paragraph p, in text order, as
-    ``windows[bounds[p]:bounds[p + 1]]``. Computed once per snapshot, for all chunks at once."""
-    order = np.lexsort((-ends, starts, para))  # stable: equal spans keep the smaller id first
-    # A running maximum of the ends, keyed by paragraph so that it starts again in each one.
-    key = para[order].astype(np.int64) * (1 << 32) + ends[order]
-    reach = np.maximum.accumulate(key) if len(key) else key
-    flags = np.ones(len(order), bool)
-    flags[1:] = key[1:] > reach[:-1]
-    is_window = np.zeros(len(order), bool)
-    is_window[order] = flags
-    windows = order[flags].astype(np.int64)
-    bounds = np.searchsorted(para[windows], np.arange(int(para.max(initial=-1)) + 2))
-    return is_window, windows, bounds
-
-
-def first_per_group(ids: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Positions of the first item of each group, in ranking order (``ids`` best first)."""
+def first_per_group(ids: np.ndarray, groups: Any) -> np.ndarray:
+    """Positions of the first item of each group, in ranking order (``ids`` best first); ``groups[ids]``
+    gives each id's group (an array indexed by id, or a layout's ``paragraphs``)."""
     if not len(ids):
         return np.zeros(0, np.int64)
     return np.sort(np.unique(groups[ids], return_index=True)[1])
 
 
 def by_paragraph(ids: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
-                 para: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 para: Any) -> tuple[np.ndarray, np.ndarray]:
     """A chunk ranking (best first) as a paragraph ranking: each paragraph at its best chunk."""
     ids = np.asarray(ids, np.int64).reshape(-1)
     first = first_per_group(ids, para)
@@ -213,15 +192,15 @@ class DenseQueries:
 
     def __init__(self, embedder: Embedder, max_batch: int = 64) -> None:
         self.embedder = embedder
-        self._batcher: MicroBatcher[tuple[str, VectorIndex, int], tuple[np.ndarray, Dense]] = MicroBatcher(
+        self._batcher: MicroBatcher[tuple[str, VectorSearch, int], tuple[np.ndarray, Dense]] = MicroBatcher(
             self._run, max_batch
         )
 
-    def __call__(self, query: str, index: VectorIndex, n: int) -> tuple[np.ndarray, Dense]:
+    def __call__(self, query: str, index: VectorSearch, n: int) -> tuple[np.ndarray, Dense]:
         """The query's vector and its ``n`` best chunks in ``index`` (none when ``n`` is 0)."""
         return self._batcher((query, index, n))
 
-    def _run(self, items: list[tuple[str, VectorIndex, int]]) -> list[tuple[np.ndarray, Dense]]:
+    def _run(self, items: list[tuple[str, VectorSearch, int]]) -> list[tuple[np.ndarray, Dense]]:
         groups: dict[int, list[int]] = {}  # requests may hold different snapshots' indexes
         for i, (_query, index, _n) in enumerate(items):
             groups.setdefault(id(index), []).append(i)
@@ -244,58 +223,32 @@ class DenseQueries:
 
 
 class Retriever:
-    def __init__(self, snapshot: Snapshot, fusion: str = "rrf", candidates: int = 100, rrf_k: int = 60,
+    """Dense and lexical candidates from an index view, fused at the paragraph level."""
+
+    def __init__(self, view: IndexView, fusion: str = "rrf", candidates: int = 100, rrf_k: int = 60,
                  dense_weight: float = 0.5, reranker: Reranker | None = None, rerank_depth: int = 20) -> None:
-        self.snapshot = snapshot
+        self.view = view
         self.fusion = fusion
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
         self.reranker = reranker
         self.rerank_depth = rerank_depth
-        self._matrix = snapshot.matrix
-        self._para = paragraph_ids(snapshot.chunk_doc, snapshot.chunk_paragraph)
-        self._is_window, self._windows_of, self._window_bounds = _paragraph_windows(
-            self._para, snapshot.chunk_start, snapshot.chunk_end)
 
     @classmethod
-    def from_settings(cls, snapshot: Snapshot, settings: Settings) -> Retriever:
+    def from_settings(cls, view: IndexView, settings: Settings) -> Retriever:
         """The retriever the settings describe (fusion, candidates, reranker)."""
         reranker = None
         if settings.reranker:
             from .rerank import load_reranker
 
             reranker = load_reranker(settings.reranker, settings.offline)
-        return cls(snapshot, settings.fusion, settings.candidates, settings.rrf_k, settings.dense_weight,
+        return cls(view, settings.fusion, settings.candidates, settings.rrf_k, settings.dense_weight,
                    reranker, settings.rerank_depth)
-
-    def dense_scores(self, query_vector: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-        if not len(ids):
-            return np.zeros(0, np.float32)
-        return np.asarray(self._matrix[np.asarray(ids, dtype=np.int64)] @ query_vector, dtype=np.float32)
-
-    def _windows(self, best: Sequence[int], chunk_fused: Ranking) -> list[int]:
-        """For each best chunk, the window (a chunk no other chunk contains) holding it; when
-        overlapping windows both hold it, the one the fusion scored higher."""
-        starts, ends = self.snapshot.chunk_start, self.snapshot.chunk_end
-        scores: dict[int, float] | None = None
-        out = []
-        for b in best:
-            if self._is_window[b]:  # the usual case, and the only window that holds a window
-                out.append(b)
-                continue
-            p = self._para[b]
-            ids = self._windows_of[self._window_bounds[p] : self._window_bounds[p + 1]]
-            holding = ids[(starts[ids] <= starts[b]) & (ends[ids] >= ends[b])].tolist()
-            if len(holding) > 1:
-                scores = scores if scores is not None else chunk_fused.as_dict()
-                holding.sort(key=lambda c: (-scores.get(c, -np.inf), c))
-            out.append(holding[0] if holding else b)
-        return out
 
     def dense_candidates(self, fusion: str | None = None) -> int:
         """How many dense candidates a search under ``fusion`` uses (0: it needs none)."""
-        return 0 if (fusion or self.fusion) == "bm25" else min(self.candidates, self.snapshot.size)
+        return 0 if (fusion or self.fusion) == "bm25" else min(self.candidates, self.view.size)
 
     def candidates_for(self, query: str, query_vector: np.ndarray, fusion: str, dense: Dense | None = None
                        ) -> tuple[Dense, Dense]:
@@ -303,30 +256,31 @@ class Retriever:
 
         ``dense`` is the dense list when the caller searched the vectors already (``DenseQueries``).
         """
-        snap = self.snapshot
-        n = min(self.candidates, snap.size)
+        view = self.view
+        n = min(self.candidates, view.size)
         lexical = _no_candidates()
         if fusion == "bm25":
             dense = _no_candidates()
         elif dense is None:
-            ids, scores = snap.vectors.search(query_vector[None, :], n)
+            ids, scores = view.vectors.search(query_vector[None, :], n)
             dense = _dense_row(ids[0], scores[0])
         if fusion != "dense":
-            lexical = snap.lexical.search(query, n)
+            lexical = view.lexical.search(query, n)
         return dense, lexical
 
     def search(self, query: str, query_vector: np.ndarray, k: int, fusion: str | None = None,
                rerank: bool = True, dense: Dense | None = None) -> list[Passage]:
         """The best ``k`` paragraphs for the query, each as its best-matching chunk (``dense``: the
         query's dense candidates, when already searched)."""
-        snap = self.snapshot
-        if snap.size == 0 or k <= 0:
+        view = self.view
+        if view.size == 0 or k <= 0:
             return []
         fusion = fusion or self.fusion
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
         dense, lexical = self.candidates_for(query, query_vector, fusion, dense)
-        para = self._para
+        layout = view.layout(np.concatenate([dense[0], lexical[0]]))
+        para = layout.paragraphs
         lexical_paragraphs = by_paragraph(*lexical, para)
         fused = fuse(fusion, by_paragraph(*dense, para), lexical_paragraphs, self.rrf_k, self.dense_weight)
         reranker = self.reranker if rerank else None
@@ -336,10 +290,10 @@ class Retriever:
         chunk_fused = fuse(fusion, dense, lexical, self.rrf_k, self.dense_weight)
         firsts = chunk_fused.ids[first_per_group(chunk_fused.ids, para)]
         best_of = dict(zip(para[firsts].tolist(), firsts.tolist(), strict=True))
-        top = self._windows([best_of[p] for p in top_paragraphs], chunk_fused)
+        top = layout.windows_holding([best_of[p] for p in top_paragraphs], chunk_fused.as_dict)
         lexical_best = dict(zip(lexical_paragraphs[0].tolist(), lexical_paragraphs[1].tolist(), strict=True))
-        cosine = self.dense_scores(query_vector, top).tolist()
-        rows = {r.id: r for r in snap.chunk_rows(top)}
+        cosine = view.similarity(query_vector, top).tolist()
+        rows = {r.id: r for r in view.chunk_rows(top)}
         passages = [
             Passage(
                 chunk_id=cid, source=rows[cid].source, title=rows[cid].title, paragraph=rows[cid].paragraph,

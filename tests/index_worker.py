@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from service import embed_cache, indexer, store
+from service import embed_cache, indexer
 from service.config import Settings
 from service.indexer import Indexer
+from service.store import local as store
 from tests.conftest import FakeEmbedder
 
 

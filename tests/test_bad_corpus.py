@@ -54,13 +54,13 @@ def test_hostile_corpus(settings: Settings, fake_embedder: FakeEmbedder, monkeyp
     for item in report.skipped:  # every skip is logged with its reason
         assert any(item.reason in r.getMessage() for r in caplog.records)
     engine = Engine(settings, embedder=fake_embedder)
-    indexed = {d["source"] for d in engine.documents()}
+    indexed = {d.source for d in engine.documents()}
     name = c.name
     assert indexed == {f"{name}/ok.txt", f"{name}/bad-utf8.txt", f"{name}/utf16le.txt", f"{name}/utf16be.txt", f"{name}/latin1.txt",
                        f"{name}/spaces and ünïcödé/file name ✓.txt"}
-    assert engine.document(f"{name}/utf16le.txt")["paragraphs"][1]["text"] == "with BOM and CRLF, ünïcödé."
-    assert engine.document(f"{name}/utf16be.txt")["paragraphs"][1]["text"] == "text body"
-    assert "crème brûlée" in engine.document(f"{name}/latin1.txt")["text"]
+    assert engine.document(f"{name}/utf16le.txt").paragraphs[1].text == "with BOM and CRLF, ünïcödé."
+    assert engine.document(f"{name}/utf16be.txt").paragraphs[1].text == "text body"
+    assert "crème brûlée" in engine.document(f"{name}/latin1.txt").text
     assert locked.exists()
 
 
@@ -71,7 +71,7 @@ def test_large_single_line_file_is_indexed_with_exact_offsets(settings: Settings
     report = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
     assert report.chunks_total > 1000 and not report.skipped
     engine = Engine(settings, embedder=fake_embedder)
-    text = engine.document(f"{settings.corpus.name}/one-line.txt")["text"]
-    snap = engine._current().snapshot
+    text = engine.document(f"{settings.corpus.name}/one-line.txt").text
+    snap = engine._current().view
     rows = snap.chunk_rows(range(0, snap.size, 97))
     assert rows and all(text[r.char_start : r.char_end] == r.text and r.paragraph in (1, 2) for r in rows)

@@ -54,9 +54,9 @@ def check_consistent(index: Path, corpus: Path, reported: list[list[str]]) -> se
     snap = store.open_snapshot(index, FakeEmbedder().info.sha256)
     assert snap.vectors.ntotal == snap.size == len(snap.chunk_doc)
     docs = snap.documents()
-    sources = [d["source"] for d in docs]
+    sources = [d.source for d in docs]
     assert len(sources) == len(set(sources))
-    assert sum(d["chunks"] for d in docs) == snap.size
+    assert sum(d.chunks for d in docs) == snap.size
     # every document's chunks are exactly its own text's slices
     for row in snap.chunk_rows(range(snap.size)):
         assert snap.document(row.source).text[row.char_start : row.char_end] == row.text
@@ -119,13 +119,13 @@ def test_previous_state_survives_a_killed_update(tmp_path: Path, reference: tupl
     make_corpus(corpus, 30)
     index = tmp_path / "index"
     assert run_worker(corpus, index)[0] == 0
-    before = {d["source"]: d["sha256"] for d in store.open_snapshot(index).documents()}
+    before = {d.source: d.sha256 for d in store.open_snapshot(index).documents()}
     write(corpus, "d0/file0000.txt", "Changed\n\nCompletely new text about treaties.")
     write(corpus, "new.txt", "New\n\nA new file.")
     code, committed, done, err = run_worker(corpus, index, kill_at="replace:1")
     assert code == -9
-    after = {d["source"]: d["sha256"] for d in store.open_snapshot(index).documents()}
+    after = {d.source: d.sha256 for d in store.open_snapshot(index).documents()}
     assert after == before  # killed before the switch: the full previous state
     assert run_worker(corpus, index)[0] == 0
-    final = {d["source"] for d in store.open_snapshot(index).documents()}
+    final = {d.source for d in store.open_snapshot(index).documents()}
     assert f"{corpus.name}/new.txt" in final and len(final) == 31

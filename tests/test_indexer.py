@@ -9,6 +9,7 @@ from service import store
 from service.config import Settings
 from service.engine import Engine
 from service.indexer import Indexer
+from service.store import local
 
 from .conftest import FakeEmbedder, write
 
@@ -59,7 +60,7 @@ def test_add_change_delete_are_reflected(settings: Settings, fake_embedder: Fake
     assert report.deleted == ["corpus/b.txt"] and report.unchanged == 0
     assert fake_embedder.texts - before == report.chunks_embedded
     engine = Engine(settings, embedder=fake_embedder)
-    sources = [d["source"] for d in engine.documents()]
+    sources = [d.source for d in engine.documents()]
     assert sources == ["corpus/a.txt", "corpus/c.txt"]
     hits = engine.search("plums", 3)
     assert hits[0].source == "corpus/a.txt" and hits[0].paragraph == 4
@@ -184,13 +185,13 @@ def test_unwritable_index_folder_keeps_old_index(settings: Settings, fake_embedd
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store, "_write_meta", full)
+    monkeypatch.setattr(local, "_write_meta", full)
     with pytest.raises(store.IndexWriteFailed, match="disk is full.*previous index is intact"):
         sync(settings, fake_embedder)
     monkeypatch.undo()
     assert store.current_name(settings.index) == first
     assert not list(settings.index.glob(".tmp-*"))
-    assert [d["source"] for d in Engine(settings, embedder=fake_embedder).documents()] == ["corpus/a.txt"]
+    assert [d.source for d in Engine(settings, embedder=fake_embedder).documents()] == ["corpus/a.txt"]
 
 
 def test_altered_file_is_caught_by_the_full_check(settings: Settings, fake_embedder: FakeEmbedder) -> None:

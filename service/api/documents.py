@@ -47,14 +47,14 @@ def _clean(path: str, request: Request) -> str:
 
 @router.get("", response_model=DocumentList, responses=error_responses(401, 503), summary="List the indexed documents")
 def list_documents(engine: EngineDep) -> dict[str, Any]:
-    return {"documents": engine.documents()}
+    return {"documents": [d.as_dict() for d in engine.documents()]}
 
 
 @router.get("/{path:path}", response_model=Document, responses=error_responses(401, 404, 422, 503),
             summary="Read a document with numbered paragraphs")
 def get_document(path: ExistingId, request: Request, engine: EngineDep) -> dict[str, Any]:
     """The decoded text and its paragraphs, numbered as citations number them (`¶N` is `paragraphs[N-1]`)."""
-    return engine.document(_clean(path, request))
+    return engine.document(_clean(path, request)).as_dict()
 
 
 @router.put(

@@ -11,7 +11,7 @@
 | 413 | ``body_too_large`` | the body is over ``ASK_MAX_BODY_BYTES`` |
 | 415 | ``unsupported_media_type`` | a JSON endpoint got a body without ``Content-Type: application/json`` |
 | 422 | ``invalid_request`` | well-formed but invalid: empty query, ``k`` out of range, a bad document id, … |
-| 503 | ``index_unavailable`` / ``index_busy`` | no usable index, or another writer holds the index lock (nothing was changed) |
+| 503 | ``index_unavailable`` / ``index_busy`` / ``store_unavailable`` | no usable index, another writer holds the index lock (nothing was changed), or the database cannot be reached |
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
 async def _store(request: Request, exc: store.StoreError) -> JSONResponse:
     if isinstance(exc, store.IndexBusy):
         return error_response(503, "index_busy", str(exc), {"Retry-After": "2"})
+    if isinstance(exc, store.StoreUnavailable):
+        return error_response(503, "store_unavailable", str(exc), {"Retry-After": "5"})
     return error_response(503, "index_unavailable", str(exc))
 
 

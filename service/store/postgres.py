@@ -1,0 +1,580 @@
+"""The index in PostgreSQL + pgvector: one database shared by every server, replicas for reads.
+
+Tables (schema migrations are numbered and applied when a store first connects):
+
+    ask_meta       one row: generation (bumped by every commit), corpus, model, chunking, BM25 totals
+    ask_documents  source, sha256, encoding, title, text
+    ask_chunks     citation fields, the window flag, the vector (HNSW index, inner product)
+    ask_terms      BM25 document frequency of every term
+    ask_postings   (term, chunk) → term frequency and the chunk's length in terms
+
+Lexical ranking happens in the database and is BM25 as the local store computes it (Lucene's
+formula, k1 = 1.5, b = 0.75, the same analyzer), with collection statistics kept exact by every
+commit, so a document's score does not depend on when it was written. A commit is one transaction
+that touches only the rows of the documents it adds, replaces or deletes (and the counts of their
+terms): its cost follows the change, not the index. Readers see a document's old rows or its new
+ones, never a mix. Writers are serialised by an advisory lock; a lost connection is reported as
+``StoreUnavailable`` (HTTP 503), and a read is retried once on a fresh connection first.
+
+Portable to any PostgreSQL >= 15 with the ``vector`` extension (pgvector >= 0.5).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from ..layout import ChunkPlace, RowsLayout, window_flags
+from ..lexical import analyze, analyze_query
+from .base import (
+    ChunkRow,
+    DocRecord,
+    DocumentSummary,
+    DocumentUpsert,
+    IndexBusy,
+    IndexIncompatible,
+    IndexMeta,
+    IndexMissing,
+    IndexStats,
+    IndexWriteFailed,
+    StoreError,
+    StoreUnavailable,
+    WriteResult,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults ("lucene"), as the local store builds it
+WRITER_LOCK = 0x61736B  # pg advisory lock key: "ask"
+PARAGRAPH_BITS = 24  # paragraph key = document id << 24 | paragraph number
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE ask_meta (
+        id int PRIMARY KEY CHECK (id = 1),
+        generation bigint NOT NULL,
+        created timestamptz NOT NULL DEFAULT now(),
+        corpus text NOT NULL,
+        model jsonb NOT NULL,
+        chunking jsonb NOT NULL,
+        n_chunks bigint NOT NULL DEFAULT 0,
+        total_terms bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE ask_documents (
+        id bigserial PRIMARY KEY,
+        source text NOT NULL UNIQUE,
+        sha256 text NOT NULL,
+        encoding text NOT NULL,
+        title text NOT NULL,
+        text text NOT NULL,
+        n_chunks int NOT NULL
+    );
+    CREATE TABLE ask_chunks (
+        id bigserial PRIMARY KEY,
+        doc_id bigint NOT NULL REFERENCES ask_documents(id) ON DELETE CASCADE,
+        paragraph int NOT NULL,
+        char_start int NOT NULL,
+        char_end int NOT NULL,
+        n_tokens int NOT NULL,
+        text text NOT NULL,
+        is_window boolean NOT NULL,
+        embedding vector NOT NULL
+    );
+    CREATE INDEX ask_chunks_paragraph ON ask_chunks (doc_id, paragraph);
+    CREATE TABLE ask_terms (
+        term text PRIMARY KEY,
+        df bigint NOT NULL
+    );
+    CREATE TABLE ask_postings (
+        term text NOT NULL,
+        chunk_id bigint NOT NULL REFERENCES ask_chunks(id) ON DELETE CASCADE,
+        tf int NOT NULL,
+        dl int NOT NULL,
+        PRIMARY KEY (term, chunk_id)
+    );
+    CREATE INDEX ask_postings_chunk ON ask_postings (chunk_id);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _version_name(generation: int) -> str:
+    return f"gen-{generation:06d}"
+
+
+class PostgresStore:
+    """A ``Store`` in a PostgreSQL database (``postgresql://user:pass@host:port/db``)."""
+
+    kind = "postgresql"
+
+    def __init__(self, url: str, model_sha256: str | None = None, pool_size: int = 8, ef_search: int = 400) -> None:
+        self.url = url
+        self.model_sha256 = model_sha256
+        self.pool_size = pool_size
+        self.ef_search = ef_search
+        self._pool: ConnectionPool[Any] | None = None
+        self._pool_lock = threading.Lock()
+
+    # -- connections ---------------------------------------------------------------------------------
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        if self._pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = self._open_pool()
+        return self._pool
+
+    def _open_pool(self) -> ConnectionPool[Any]:
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                migrate(conn)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to {redact(self.url)}: {_first_line(exc)}") from exc
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            from pgvector.psycopg import register_vector
+
+            register_vector(conn)
+            conn.execute(f"SET hnsw.ef_search = {int(self.ef_search)}")
+
+        pool: ConnectionPool[Any] = ConnectionPool(
+            self.url, min_size=1, max_size=self.pool_size, kwargs={"autocommit": True, "connect_timeout": 5},
+            configure=configure, check=ConnectionPool.check_connection, open=False, name="ask", timeout=5,
+        )
+        pool.open(wait=True, timeout=30)
+        return pool
+
+    def run(self, fn: Callable[[psycopg.Connection[Any]], T], retry: bool = True) -> T:
+        """``fn`` on a pooled connection; a lost connection is retried once (reads), then 503."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        for attempt in (1, 2):
+            try:
+                with self.pool.connection() as conn:
+                    return fn(conn)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                if attempt == 2 or not retry:
+                    raise StoreUnavailable(f"the database {redact(self.url)} is unavailable: "
+                                           f"{_first_line(exc)}") from exc
+                log.warning("database connection lost (%s); retrying once", _first_line(exc))
+            except psycopg.errors.UndefinedTable as exc:
+                raise IndexMissing(f"no index in {redact(self.url)}; build one with "
+                                   "`python -m service index --corpus DIR --store URL`") from exc
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    # -- Store ---------------------------------------------------------------------------------------
+    def version(self) -> str | None:
+        row = self.run(lambda c: c.execute("SELECT generation FROM ask_meta WHERE id = 1").fetchone())
+        return _version_name(row[0]) if row else None
+
+    def view(self) -> PostgresView:
+        row = self.run(lambda c: c.execute(
+            "SELECT generation, corpus, model, chunking, created, n_chunks, total_terms FROM ask_meta WHERE id = 1"
+        ).fetchone())
+        if row is None:
+            raise IndexMissing(f"no index in {redact(self.url)}; build one with "
+                               "`python -m service index --corpus DIR --store URL`")
+        generation, corpus, model, chunking, created, n_chunks, total_terms = row
+        if self.model_sha256 is not None and model["sha256"] != self.model_sha256:
+            raise IndexIncompatible(
+                f"the index in {redact(self.url)} was built with model {model['name']!r} (weights sha256 "
+                f"{model['sha256'][:12]}…), but the configured model has weights {self.model_sha256[:12]}…; "
+                "rebuild with `python -m service index --rebuild` or configure the same model")
+        meta = IndexMeta(corpus=corpus, model=model, chunking=chunking)
+        return PostgresView(self, _version_name(generation), meta, created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            int(n_chunks), int(total_terms))
+
+    @contextmanager
+    def writer(self) -> Iterator[PostgresWriter]:
+        """The advisory lock, held on a connection of its own for as long as the writer lives."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to {redact(self.url)}: {_first_line(exc)}") from exc
+        try:
+            from pgvector.psycopg import register_vector
+
+            migrate(conn)
+            register_vector(conn)
+            locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()
+            if not locked or not locked[0]:
+                raise IndexBusy(f"another process is writing the index in {redact(self.url)}; wait for it to finish")
+            try:
+                yield PostgresWriter(self, conn)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"lost the connection to {redact(self.url)} while writing: "
+                                   f"{_first_line(exc)}; the commit in progress, if any, was rolled back") from exc
+        finally:
+            conn.close()
+
+    def describe(self) -> str:
+        return redact(self.url)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _schema_version(conn: psycopg.Connection[Any]) -> int:
+    exists = conn.execute("SELECT to_regclass('ask_schema') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT version FROM ask_schema").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Create or upgrade the schema (numbered migrations, under an advisory lock); refuse a newer one.
+
+    Nothing is written when the schema is current, so a read-only replica opens as well.
+    """
+    import psycopg
+
+    has_vector = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+    current = _schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise IndexIncompatible(f"the database schema is version {current}, newer than this program's "
+                                f"{SCHEMA_VERSION}; upgrade the program")
+    if has_vector and current == SCHEMA_VERSION:
+        return current
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        raise IndexMissing("this database is read-only (a replica) and has no index schema yet; index into "
+                           "the primary first (`python -m service index --store PRIMARY_URL`)") from exc
+    except psycopg.Error as exc:
+        raise IndexIncompatible(f"the database has no pgvector extension, which this store needs: "
+                                f"{_first_line(exc)} (install pgvector; then CREATE EXTENSION vector)") from exc
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK + 1,))
+        conn.execute("CREATE TABLE IF NOT EXISTS ask_schema (version int NOT NULL)")
+        current = _schema_version(conn)  # again, under the lock: another process may have migrated
+        for number in range(current + 1, SCHEMA_VERSION + 1):
+            conn.execute(MIGRATIONS[number - 1].encode())
+            log.info("database schema migrated to version %d", number)
+        if conn.execute("SELECT 1 FROM ask_schema").fetchone() is None:
+            conn.execute("INSERT INTO ask_schema VALUES (%s)", (SCHEMA_VERSION,))
+        else:
+            conn.execute("UPDATE ask_schema SET version = %s", (SCHEMA_VERSION,))
+    return SCHEMA_VERSION
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+class PgVectors:
+    """Nearest chunks by inner product, through the HNSW index (``hnsw.ef_search`` per connection)."""
+
+    def __init__(self, store: PostgresStore, size: int) -> None:
+        self._store, self._size = store, size
+
+    @property
+    def ntotal(self) -> int:
+        return self._size
+
+    def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.full((len(queries), n), -1, np.int64)
+        scores = np.zeros((len(queries), n), np.float32)
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            for row, q in enumerate(np.asarray(queries, np.float32)):
+                found = conn.execute(
+                    "SELECT id, -(embedding <#> %(q)s) FROM ask_chunks ORDER BY embedding <#> %(q)s LIMIT %(n)s",
+                    {"q": q, "n": n}).fetchall()
+                for col, (cid, score) in enumerate(found):
+                    ids[row, col], scores[row, col] = cid, score
+
+        if n > 0:
+            self._store.run(run)
+        return ids, scores
+
+
+class PgLexical:
+    """BM25 in SQL, with the collection's live statistics."""
+
+    def __init__(self, store: PostgresStore, n_chunks: int, total_terms: int) -> None:
+        self._store = store
+        self._n = n_chunks
+        self._avgdl = total_terms / n_chunks if n_chunks else 1.0
+
+    def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        terms = Counter(analyze_query(query))
+        if not terms or not self._n or n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        rows = self._store.run(lambda c: c.execute(
+            """
+            SELECT p.chunk_id,
+                   sum(q.n * ln(1 + (%(N)s - t.df + 0.5) / (t.df + 0.5))
+                       * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / %(avgdl)s))) AS score
+            FROM unnest(%(terms)s::text[], %(counts)s::int[]) AS q(term, n)
+            JOIN ask_terms t ON t.term = q.term
+            JOIN ask_postings p ON p.term = q.term
+            GROUP BY p.chunk_id
+            ORDER BY score DESC, p.chunk_id
+            LIMIT %(n)s
+            """,
+            {"N": self._n, "k1": BM25_K1, "b": BM25_B, "avgdl": self._avgdl, "terms": list(terms),
+             "counts": list(terms.values()), "n": n}).fetchall())
+        return (np.array([r[0] for r in rows], np.int64),
+                np.array([r[1] for r in rows], np.float32))
+
+
+class PostgresView:
+    """The index at one generation. Each read is its own statement: a document's rows change in one
+    transaction, so a read sees all of its old rows or all of its new ones."""
+
+    def __init__(self, store: PostgresStore, version: str, meta: IndexMeta, created: str, n_chunks: int,
+                 total_terms: int) -> None:
+        self._store = store
+        self._version, self._meta, self._created = version, meta, created
+        self._size = n_chunks
+        self._vectors = PgVectors(store, n_chunks)
+        self._lexical = PgLexical(store, n_chunks, total_terms)
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def meta(self) -> IndexMeta:
+        return self._meta
+
+    @property
+    def vectors(self) -> PgVectors:
+        return self._vectors
+
+    @property
+    def lexical(self) -> PgLexical:
+        return self._lexical
+
+    def layout(self, candidates: np.ndarray) -> RowsLayout:
+        ids = sorted({int(i) for i in np.asarray(candidates).reshape(-1)})
+        rows = self._store.run(lambda c: c.execute(
+            "SELECT id, doc_id, paragraph, char_start, char_end, is_window FROM ask_chunks WHERE id = ANY(%s)",
+            (ids,)).fetchall()) if ids else []
+        places = {r[0]: ChunkPlace((r[1] << PARAGRAPH_BITS) | r[2], r[3], r[4], r[5]) for r in rows}
+
+        def windows_of(key: int) -> list[tuple[int, int, int]]:
+            doc, paragraph = key >> PARAGRAPH_BITS, key & ((1 << PARAGRAPH_BITS) - 1)
+            return [(r[0], r[1], r[2]) for r in self._store.run(lambda c: c.execute(
+                "SELECT id, char_start, char_end FROM ask_chunks WHERE doc_id = %s AND paragraph = %s AND is_window "
+                "ORDER BY char_start, id", (doc, paragraph)).fetchall())]
+
+        return RowsLayout(places, windows_of)
+
+    def similarity(self, query_vector: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+        if not len(ids):
+            return np.zeros(0, np.float32)
+        found = dict(self._store.run(lambda c: c.execute(
+            "SELECT id, -(embedding <#> %s) FROM ask_chunks WHERE id = ANY(%s)",
+            (np.asarray(query_vector, np.float32), [int(i) for i in ids])).fetchall()))
+        return np.array([found.get(int(i), 0.0) for i in ids], np.float32)
+
+    def chunk_rows(self, ids: Sequence[int]) -> list[ChunkRow]:
+        if not len(ids):
+            return []
+        rows = self._store.run(lambda c: c.execute(
+            "SELECT c.id, d.source, d.title, c.paragraph, c.char_start, c.char_end, c.text "
+            "FROM ask_chunks c JOIN ask_documents d ON d.id = c.doc_id WHERE c.id = ANY(%s)",
+            ([int(i) for i in ids],)).fetchall())
+        by_id = {r[0]: ChunkRow(*r) for r in rows}
+        return [by_id[int(i)] for i in ids if int(i) in by_id]
+
+    def stats(self) -> IndexStats:
+        documents = self._store.run(lambda c: c.execute("SELECT count(*) FROM ask_documents").fetchone())
+        m = self._meta.model
+        return IndexStats(
+            documents=int(documents[0]) if documents else 0, chunks=self._size, model=m["name"],
+            model_sha256=m["sha256"], dimension=int(m["dim"]), version=self._version, created=self._created,
+            vector_index="hnsw (pgvector)", corpus=self._meta.corpus, store="postgresql",
+        )
+
+    def has_document(self, source: str) -> bool:
+        return self._store.run(lambda c: c.execute(
+            "SELECT 1 FROM ask_documents WHERE source = %s", (source,)).fetchone()) is not None
+
+    def document(self, source: str) -> DocRecord | None:
+        row = self._store.run(lambda c: c.execute(
+            "SELECT source, sha256, encoding, title, text FROM ask_documents WHERE source = %s", (source,)).fetchone())
+        return DocRecord(*row) if row else None
+
+    def documents(self) -> list[DocumentSummary]:
+        rows = self._store.run(lambda c: c.execute(
+            "SELECT source, title, sha256, n_chunks, length(text) FROM ask_documents ORDER BY source").fetchall())
+        return [DocumentSummary(*r) for r in rows]
+
+    def hashes(self) -> dict[str, str]:
+        return dict(self._store.run(lambda c: c.execute("SELECT source, sha256 FROM ask_documents").fetchall()))
+
+
+# -- writing ------------------------------------------------------------------------------------------------
+class PostgresWriter:
+    """Applies changes in one transaction on the connection that holds the writer lock."""
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any]) -> None:
+        self._store, self._conn = store, conn
+
+    def previous(self) -> PostgresView | None:
+        try:
+            return self._store.view()
+        except IndexMissing:
+            return None
+
+    def apply(self, meta: IndexMeta, upserts: Sequence[DocumentUpsert], deletes: Sequence[str],
+              replace_all: bool = False) -> WriteResult:
+        import psycopg
+
+        conn = self._conn
+        started = time.monotonic()
+        try:
+            with conn.transaction():
+                self._ensure_vector_index(int(meta.model["dim"]))
+                conn.execute(  # the first commit makes the row (readers see it once this transaction commits)
+                    "INSERT INTO ask_meta (id, generation, corpus, model, chunking) VALUES (1, 0, '', '{}', '{}') "
+                    "ON CONFLICT (id) DO NOTHING")
+                if replace_all:
+                    conn.execute("TRUNCATE ask_postings, ask_chunks, ask_documents, ask_terms")
+                    conn.execute("UPDATE ask_meta SET n_chunks = 0, total_terms = 0")
+                for source in {*deletes, *(u.doc.source for u in upserts)}:
+                    self._delete(source)
+                for upsert in upserts:
+                    self._insert(upsert)
+                row = conn.execute(
+                    """
+                    UPDATE ask_meta SET generation = generation + 1, created = now(),
+                        corpus = %(corpus)s, model = %(model)s, chunking = %(chunking)s
+                    WHERE id = 1 RETURNING generation, n_chunks
+                    """,
+                    {"corpus": meta.corpus, "model": json.dumps(meta.model), "chunking": json.dumps(meta.chunking)},
+                ).fetchone()
+                documents = conn.execute("SELECT count(*) FROM ask_documents").fetchone()
+        except psycopg.OperationalError:
+            raise  # the writer context turns it into StoreUnavailable
+        except psycopg.Error as exc:
+            raise IndexWriteFailed(f"could not write the index in {redact(self._store.url)}: {_first_line(exc)}; "
+                                   "the previous index is intact") from exc
+        assert row is not None and documents is not None
+        log.info("committed generation %d in %.2fs", row[0], time.monotonic() - started)
+        return WriteResult(_version_name(row[0]), int(documents[0]), int(row[1]))
+
+    def _ensure_vector_index(self, dim: int) -> None:
+        """The vector column gets its dimension and HNSW index with the first write (pgvector needs both)."""
+        conn = self._conn
+        exists = conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'ask_chunks_embedding'").fetchone()
+        if exists:
+            typmod = conn.execute(
+                "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'ask_chunks'::regclass AND attname = 'embedding'"
+            ).fetchone()
+            if typmod and typmod[0] != dim:
+                raise IndexIncompatible(f"the database holds {typmod[0]}-dimensional vectors, the model makes {dim}; "
+                                        "rebuild with `python -m service index --rebuild`")
+            return
+        conn.execute(f"ALTER TABLE ask_chunks ALTER COLUMN embedding TYPE vector({int(dim)})")
+        conn.execute("CREATE INDEX ask_chunks_embedding ON ask_chunks USING hnsw (embedding vector_ip_ops) "
+                     "WITH (m = 16, ef_construction = 128)")
+
+    def _delete(self, source: str) -> None:
+        conn = self._conn
+        doc = conn.execute("SELECT id FROM ask_documents WHERE source = %s", (source,)).fetchone()
+        if doc is None:
+            return
+        conn.execute(
+            """
+            WITH gone AS (
+                SELECT p.term, count(*) AS df, sum(p.tf) AS terms
+                FROM ask_postings p JOIN ask_chunks c ON c.id = p.chunk_id WHERE c.doc_id = %(doc)s
+                GROUP BY p.term
+            ), counted AS (
+                UPDATE ask_terms t SET df = t.df - gone.df FROM gone WHERE t.term = gone.term RETURNING gone.terms
+            )
+            UPDATE ask_meta SET total_terms = total_terms - (SELECT coalesce(sum(terms), 0) FROM counted),
+                                n_chunks = n_chunks - (SELECT count(*) FROM ask_chunks WHERE doc_id = %(doc)s)
+            """, {"doc": doc[0]})
+        conn.execute("DELETE FROM ask_terms WHERE df <= 0")
+        conn.execute("DELETE FROM ask_documents WHERE id = %s", (doc[0],))  # chunks and postings cascade
+
+    def _insert(self, u: DocumentUpsert) -> None:
+        conn = self._conn
+        d = u.doc
+        doc_id = conn.execute(
+            "INSERT INTO ask_documents (source, sha256, encoding, title, text, n_chunks) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (d.source, d.sha256, d.encoding, d.title, d.text, len(u.chunks))).fetchone()
+        assert doc_id is not None
+        if not u.chunks:
+            return
+        flags = window_flags([(c.paragraph, c.char_start, c.char_end) for c in u.chunks])
+        ids = conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('ask_chunks', 'id')) FROM generate_series(1, %s)",
+            (len(u.chunks),)).fetchall()
+        chunk_ids = [r[0] for r in ids]
+        vectors = np.asarray(u.vectors, np.float32)
+        with conn.cursor().copy(
+            "COPY ask_chunks (id, doc_id, paragraph, char_start, char_end, n_tokens, text, is_window, embedding) "
+            "FROM STDIN"
+        ) as copy:
+            for cid, c, flag, vec in zip(chunk_ids, u.chunks, flags, vectors, strict=True):
+                copy.write_row((cid, doc_id[0], c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text, flag, vec))
+        postings: list[tuple[str, int, int, int]] = []
+        df: Counter[str] = Counter()
+        total = 0
+        for cid, text in zip(chunk_ids, u.lexical, strict=True):
+            tokens = analyze(text)
+            counts = Counter(tokens)
+            total += len(tokens)
+            df.update(counts.keys())
+            postings += [(term, cid, tf, len(tokens)) for term, tf in counts.items()]
+        with conn.cursor().copy("COPY ask_postings (term, chunk_id, tf, dl) FROM STDIN") as copy:
+            for posting in postings:
+                copy.write_row(posting)
+        if df:
+            conn.execute(
+                "INSERT INTO ask_terms (term, df) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
+                "ON CONFLICT (term) DO UPDATE SET df = ask_terms.df + EXCLUDED.df",
+                (list(df), list(df.values())))
+        conn.execute("UPDATE ask_meta SET n_chunks = n_chunks + %s, total_terms = total_terms + %s",
+                     (len(u.chunks), total))
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "PostgresView", "PostgresWriter", "StoreError", "migrate",
+           "redact"]

@@ -1,0 +1,236 @@
+"""The store contract: one suite, run against every store (``local`` snapshots and ``postgresql``).
+
+Each test gets an empty store of the parametrised kind (for PostgreSQL, a fresh database on a
+server that ``tests/pg.py`` starts on loopback), indexes a small corpus with the fake embedder,
+and checks what every store must do: add, replace and delete documents; the same citations
+(source, paragraph, offsets, text) for the same corpus and query; counts and stats; a failed
+write leaves the previous state readable; one writer at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.config import PROJECT_ROOT, Settings
+from service.engine import Engine
+from service.indexer import Indexer
+from service.store import IndexBusy, IndexWriteFailed, StoreError, open_store
+from tests.conftest import FakeEmbedder, write
+from tests.pg import PgServer, pg_server_fixture
+
+KINDS = ["local", "postgresql"]
+QUERIES = ["who visited Myanmar?", "police cooperation with Belarus", "G20 summit security", "scam centres",
+           "terrorist organizations list", "Chen Yixin Vietnam visit"]
+_databases = itertools.count()
+
+pg_server = pg_server_fixture()
+
+
+class Case:
+    """One store of one kind over a copy of the seed articles, with an engine and an indexer."""
+
+    def __init__(self, kind: str, root: Path, url: str | None) -> None:
+        self.kind = kind
+        self.corpus = root / "seeds"
+        shutil.copytree(PROJECT_ROOT / "seeds", self.corpus)
+        self.settings = Settings(corpus=self.corpus, index=root / "index", cache_dir=root / "cache", store=url,
+                                 checkpoint_seconds=3600)
+        self.embedder = FakeEmbedder()
+
+    def indexer(self) -> Indexer:
+        return Indexer(self.settings, embedder=self.embedder, progress=False)
+
+    def engine(self) -> Engine:
+        return Engine(self.settings, embedder=self.embedder)
+
+    def citations(self, query: str, k: int = 5) -> list[tuple[str, int, int, int, str]]:
+        return [(c.source, c.paragraph, c.char_start, c.char_end, c.text) for c in self.engine().search_cited(query, k)]
+
+
+def make_case(kind: str, root: Path, request: pytest.FixtureRequest) -> Case:
+    url = None
+    if kind == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        url = server.create_database(f"contract_{next(_databases)}")
+    return Case(kind, root, url)
+
+
+@pytest.fixture(params=KINDS)
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
+    yield make_case(request.param, tmp_path, request)
+
+
+# -- the contract ------------------------------------------------------------------------------------------
+def test_an_empty_store_has_no_index(case: Case) -> None:
+    store = open_store(case.settings, case.settings.index)
+    assert store.version() is None
+    with pytest.raises(StoreError, match="python -m service index"):
+        store.view()
+
+
+def test_index_counts_and_stats(case: Case) -> None:
+    report = case.indexer().sync()
+    assert len(report.added) == 5 and report.chunks_total > 100 and report.snapshot
+    stats = case.engine().stats()
+    assert (stats.documents, stats.chunks) == (5, report.chunks_total)
+    assert stats.store == case.kind and stats.version == report.snapshot and stats.model == "fake"
+    assert stats.corpus == str(case.corpus.resolve()) and stats.dimension == case.embedder.info.dim
+    docs = case.engine().documents()
+    assert [d.source for d in docs] == sorted(f"seeds/{p.name}" for p in case.corpus.iterdir())
+    assert sum(d.chunks for d in docs) == stats.chunks
+    again = case.indexer().sync()
+    assert again.snapshot is None and again.unchanged == 5, "an unchanged corpus commits nothing"
+
+
+def test_citations_point_at_the_text(case: Case) -> None:
+    case.indexer().sync()
+    engine = case.engine()
+    for query in QUERIES:
+        for c in engine.search_cited(query, 5):
+            doc = engine.document(c.source)
+            assert doc.text[c.char_start:c.char_end] == c.text
+            assert doc.text[c.quote_start:c.quote_end] == c.quote
+            assert doc.paragraphs[c.paragraph - 1].char_start <= c.char_start
+
+
+def test_add_replace_delete(case: Case) -> None:
+    case.indexer().sync()
+    engine = case.engine()
+    new = "seeds/notes/zebra.txt"
+    written = engine.put_document(new, b"Zebra report\n\nThe zebra parliament met in Quetzaltenango on Monday.\n")
+    assert written.created and written.chunks >= 1
+    assert engine.stats().documents == 6 and engine.stats().version == written.snapshot
+    assert engine.search_cited("zebra parliament Quetzaltenango", 1)[0].source == new
+    replaced = engine.put_document(new, b"Zebra report\n\nThe zebra assembly moved to Antigua on Friday.\n")
+    assert not replaced.created
+    hits = engine.search_cited("zebra Antigua", 3)
+    assert hits[0].source == new and "Antigua" in hits[0].text
+    assert not any("Quetzaltenango" in h.text for h in engine.search_cited("Quetzaltenango zebra", 5))
+    same = engine.put_document(new, b"Zebra report\n\nThe zebra assembly moved to Antigua on Friday.\n")
+    assert not same.created and same.chunks == 0 and same.snapshot == replaced.snapshot
+    deleted = engine.delete_document(new)
+    assert deleted.deleted and engine.stats().documents == 5
+    assert new not in {h.source for h in engine.search_cited("zebra assembly Antigua", 5)}
+    assert sum(d.chunks for d in engine.documents()) == engine.stats().chunks
+
+
+def test_changes_found_by_a_later_sync(case: Case) -> None:
+    case.indexer().sync()
+    write(case.corpus, "extra.txt", "Extra\n\nA walrus colony settled on the breakwater.\n")
+    (case.corpus / "004_ac61203b24847f23.txt").unlink()
+    report = case.indexer().sync()
+    assert report.added == ["seeds/extra.txt"] and report.deleted == ["seeds/004_ac61203b24847f23.txt"]
+    engine = case.engine()
+    assert engine.stats().documents == 5
+    assert engine.search_cited("walrus colony breakwater", 1)[0].source == "seeds/extra.txt"
+
+
+def test_a_failed_write_leaves_the_previous_state(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    case.indexer().sync()
+    engine = case.engine()
+    before = (engine.stats(), case.citations("who visited Myanmar?"), [d.source for d in engine.documents()])
+    indexer = case.indexer()
+    with indexer.store.writer() as writer:
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            raise IndexWriteFailed("simulated: the disk is full")
+
+        monkeypatch.setattr(writer, "apply", failing)
+        from service.corpus import document_from_bytes
+
+        doc = document_from_bytes(b"Lost\n\nThis write fails.\n", "seeds/lost.txt")
+        with pytest.raises(IndexWriteFailed):
+            indexer.apply([doc], ["seeds/000_c7b0e32d5953f5e9.txt"], writer)
+    fresh = case.engine()
+    after = (fresh.stats(), case.citations("who visited Myanmar?"), [d.source for d in fresh.documents()])
+    assert after == before
+
+
+def test_a_write_interrupted_inside_the_store_changes_nothing(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure after the store started writing (the second document breaks) rolls back the whole commit."""
+    case.indexer().sync()
+    before = (case.engine().stats(), [d.source for d in case.engine().documents()])
+    from service import layout
+
+    calls = {"n": 0}
+    real = layout.window_flags
+
+    def breaks_second(spans: Any) -> list[bool]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real(spans)
+
+    if case.kind == "postgresql":
+        from service.store import postgres
+
+        monkeypatch.setattr(postgres, "window_flags", breaks_second)
+    else:
+        from service.store import local
+
+        def full(*args: Any, **kwargs: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(local, "_write_meta", full)
+    from service.corpus import document_from_bytes
+
+    docs = [document_from_bytes(f"Doc {i}\n\nBody {i} about lighthouses.\n".encode(), f"seeds/new{i}.txt")
+            for i in range(3)]
+    with pytest.raises((StoreError, OSError)):
+        case.indexer().apply(docs, [])
+    monkeypatch.undo()
+    assert (case.engine().stats(), [d.source for d in case.engine().documents()]) == before
+
+
+def test_one_writer_at_a_time(case: Case) -> None:
+    case.indexer().sync()
+    held, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with case.indexer().store.writer():
+            held.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        assert held.wait(60)
+        with pytest.raises(IndexBusy):
+            case.indexer().sync()
+        with pytest.raises(IndexBusy):
+            case.engine().put_document("seeds/busy.txt", b"Busy\n\nBusy text.\n")
+    finally:
+        release.set()
+        thread.join()
+    assert not (case.corpus / "busy.txt").exists()
+
+
+def test_rebuild_replaces_everything(case: Case) -> None:
+    case.indexer().sync()
+    (case.corpus / "000_c7b0e32d5953f5e9.txt").unlink()
+    report = case.indexer().sync(rebuild=True)
+    assert len(report.added) == 4 and report.deleted == [] and report.unchanged == 0
+    assert case.engine().stats().documents == 4
+
+
+# -- both stores give the same citations --------------------------------------------------------------------
+def test_both_stores_cite_the_same_passages(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    cases = [make_case(kind, tmp_path / kind, request) for kind in KINDS]
+    for c in cases:
+        c.indexer().sync()
+    for query in QUERIES:
+        local, pg = (c.citations(query) for c in cases)
+        assert local == pg, query
+    for c in cases:
+        c.engine().put_document("seeds/notes/z.txt", b"Zebra\n\nThe zebra parliament met in Quetzaltenango.\n")
+        c.engine().delete_document("seeds/001_db8832c2d6dc6696.txt")
+    for query in [*QUERIES, "zebra parliament"]:
+        local, pg = (c.citations(query) for c in cases)
+        assert local == pg, query
+    assert cases[0].engine().stats().chunks == cases[1].engine().stats().chunks
