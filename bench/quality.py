@@ -2,6 +2,8 @@
 
     python -m bench.quality            # everything (make bench-quality)
     python -m bench.quality --quick    # a subset, for a fast look
+    python -m bench.quality --stores local,postgresql               # also the PostgreSQL store
+    python -m bench.quality --stores local,postgresql --only-stores  # only the store comparison
 
 Each data set is written as a folder of article files (``bench/datasets.py``), indexed with the
 project's own :class:`service.indexer.Indexer`, and queried with the same query encoder (ONNX) and
@@ -14,6 +16,12 @@ over one index in one run, so the rows of the table are comparable.
 * Answers: on a sample of SQuAD questions, how often the engine answers (and whether the answer
   sentence holds a gold answer), and how often it abstains on questions whose article is not in
   the index (the other half of SQuAD) and on SciFact claims asked of the SQuAD index.
+
+* Stores (``--stores local,postgresql``): SciFact and SQuAD again over the PostgreSQL + pgvector
+  store, filled with the very documents, chunks and vectors of the local index (nothing is embedded
+  again; a server is started on loopback for the run, ``tests/pg.py``), searched by the same
+  retriever with the same query vectors: what the store changes (HNSW instead of exact vectors,
+  BM25 in SQL). The fill is timed. Results go to ``bench/results/stores.json`` (key ``quality``).
 
 Embeddings are cached under ``bench/.cache/`` (keyed by model weights and exact text), and indexes
 there are keyed by the chunking settings and the source of the modules that shape them, so a
@@ -41,6 +49,7 @@ from service.config import PROJECT_ROOT, Settings
 from service.embed_cache import EmbeddingCache
 from service.embedding import ModelInfo, OnnxEmbedder, TorchEmbedder, model_info, onnx_path_for
 from service.retrieval import Retriever
+from service.store.base import DocumentUpsert, IndexMeta, IndexView
 
 from . import datasets
 from .metrics import hit_at_k, mean, ndcg_at_k, recall_at_k, unique
@@ -48,6 +57,20 @@ from .metrics import hit_at_k, mean, ndcg_at_k, recall_at_k, unique
 CACHE = PROJECT_ROOT / "bench" / ".cache"
 RESULTS = PROJECT_ROOT / "bench" / "results"
 FUSIONS = ("bm25", "dense", "rrf", "weighted")
+STORES = ("local", "postgresql")
+# The benchmark's PostgreSQL server (tests/pg.py starts it on 127.0.0.1; its own defaults favour test
+# speed). Sized for an index of SciFact's size (~0.6 GiB of tables and indexes) on a 2-core machine:
+# everything fits in shared_buffers, as the local store's memory-mapped files fit in the page cache.
+PG_SETTINGS: dict[str, str] = {
+    "shared_buffers": "1GB",  # tables + HNSW + postings of the SciFact index stay in memory
+    "effective_cache_size": "4GB",
+    "work_mem": "32MB",  # the BM25 aggregate of a query sorts in memory
+    "maintenance_work_mem": "1GB",
+    "max_wal_size": "8GB",  # no forced checkpoints while the index is filled in one transaction
+    "checkpoint_timeout": "30min",
+    "fsync": "on",  # commits are durable, as the local store's snapshots are (tests/pg.py turns it off)
+    "synchronous_commit": "on",
+}
 # Source files whose code decides what an index holds: a change to any of them means a new index.
 _INDEX_SOURCES = ("corpus.py", "chunking.py", "indexer.py", "lexical.py")
 
@@ -154,11 +177,16 @@ class Bench:
             self.query = CachedEmbedder(OnnxEmbedder(self.info, onnx), qcache)
         return index_dir
 
-    def retriever(self, index_dir: Path, **overrides: Any) -> Retriever:
-        """The retriever the engine builds for these settings (``overrides`` change settings)."""
-        snap = store.open_snapshot(index_dir, self.info.sha256)
+    def open(self, index_dir: Path) -> IndexView:
+        """The local index's live snapshot, as the engine opens it."""
+        return store.open_snapshot(index_dir, self.info.sha256)
+
+    def retriever(self, where: Path | IndexView, **overrides: Any) -> Retriever:
+        """The retriever the engine builds for these settings over an index folder or any store's view
+        (``overrides`` change settings)."""
+        view = self.open(where) if isinstance(where, Path) else where
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        return Retriever.from_settings(snap, settings)
+        return Retriever.from_settings(view, settings)
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
         assert self.query is not None
@@ -179,51 +207,68 @@ def doc_id(source: str) -> str:
     return Path(source).stem
 
 
-def eval_scifact(bench: Bench, n_queries: int | None, fusions: Sequence[str]) -> dict[str, Any]:
+Ranked = dict[str, list[list[Any]]]  # fusion -> per query, what the search returned (for store agreement)
+
+
+def eval_scifact(bench: Bench, n_queries: int | None, fusions: Sequence[str], view: IndexView | None = None,
+                 ranked: Ranked | None = None, label: str = "scifact") -> dict[str, Any]:
+    """``view``: search this store's view instead of the local index's (built or reused either way);
+    ``ranked``: filled with each query's cited paragraphs (top 20, then the deep search's)."""
     data = datasets.scifact()
     queries = data.queries[:n_queries] if n_queries else data.queries
     index_dir = bench.index("scifact", data.corpus)
     vecs = bench.vectors([q.text for q in queries])
-    shallow = bench.retriever(index_dir)
-    deep = bench.retriever(index_dir, candidates=max(1000, bench.settings.candidates))
+    view = view or bench.open(index_dir)
+    shallow = bench.retriever(view)
+    deep = bench.retriever(view, candidates=max(1000, bench.settings.candidates))
     out: dict[str, Any] = {"queries": len(queries), "documents": len(list(data.corpus.iterdir())),
-                           "index": index_dir.name, "chunks": shallow.snapshot.size,
-                           "vector_index": shallow.snapshot.manifest.get("vector_index")}
+                           "index": index_dir.name, "chunks": view.size,
+                           "vector_index": view.stats().vector_index}
     for fusion in fusions:
         started = time.monotonic()
-        ndcg, recall = [], []
+        ndcg, recall, cited = [], [], []
         for q, v in zip(queries, vecs, strict=True):
             # Documents have two paragraphs (title, abstract): 2x paragraphs give enough documents.
-            top = unique(doc_id(p.source) for p in shallow.search(q.text, v, 20, fusion=fusion))
+            shallow_hits = [(p.source, p.paragraph) for p in shallow.search(q.text, v, 20, fusion=fusion)]
+            top = unique(doc_id(s) for s, _ in shallow_hits)
             ndcg.append(ndcg_at_k(top, data.qrels[q.id], 10))
-            many = unique(doc_id(p.source) for p in deep.search(q.text, v, 250, fusion=fusion))
+            deep_hits = [(p.source, p.paragraph) for p in deep.search(q.text, v, 250, fusion=fusion)]
+            many = unique(doc_id(s) for s, _ in deep_hits)
             recall.append(recall_at_k(many, data.qrels[q.id], 100))
+            cited.append([shallow_hits, deep_hits])
+        if ranked is not None:
+            ranked[fusion] = cited
         out[fusion] = {"ndcg@10": round(mean(ndcg), 4), "recall@100": round(mean(recall), 4),
                        "ndcg@10_ci95": ci95(ndcg),
                        "ms_per_query": round(1000 * (time.monotonic() - started) / max(1, len(queries)) / 2, 2)}
-        log(f"[scifact] {fusion:9s} nDCG@10 {mean(ndcg):.4f}  recall@100 {mean(recall):.4f}")
+        log(f"[{label}] {fusion:9s} nDCG@10 {mean(ndcg):.4f}  recall@100 {mean(recall):.4f}")
     return out
 
 
-def eval_squad(bench: Bench, n_questions: int | None, fusions: Sequence[str]) -> dict[str, Any]:
+def eval_squad(bench: Bench, n_questions: int | None, fusions: Sequence[str], view: IndexView | None = None,
+               ranked: Ranked | None = None, label: str = "squad") -> dict[str, Any]:
     data = datasets.squad()
     questions = sample(data.questions, n_questions)
     index_dir = bench.index("squad", data.corpus)
     vecs = bench.vectors([q.text for q in questions])
-    retriever = bench.retriever(index_dir)
+    view = view or bench.open(index_dir)
+    retriever = bench.retriever(view)
     out: dict[str, Any] = {"questions": len(questions), "articles": len(data.articles), "index": index_dir.name,
-                           "chunks": retriever.snapshot.size}
+                           "chunks": view.size}
     for fusion in fusions:
         started = time.monotonic()
-        h1, h5 = [], []
+        h1, h5, all_cited = [], [], []
         for q, v in zip(questions, vecs, strict=True):
             cited = [(p.source, p.paragraph) for p in retriever.search(q.text, v, 5, fusion=fusion)]
             h1.append(hit_at_k(cited, (q.source, q.paragraph), 1))
             h5.append(hit_at_k(cited, (q.source, q.paragraph), 5))
+            all_cited.append(cited)
+        if ranked is not None:
+            ranked[fusion] = all_cited
         out[fusion] = {"hit@1": round(mean(h1), 4), "hit@5": round(mean(h5), 4),
                        "hit@1_ci95": ci95(h1), "hit@5_ci95": ci95(h5),
                        "ms_per_query": round(1000 * (time.monotonic() - started) / max(1, len(questions)), 2)}
-        log(f"[squad]   {fusion:9s} hit@1 {mean(h1):.4f}  hit@5 {mean(h5):.4f}")
+        log(f"[{label}] {fusion:9s} hit@1 {mean(h1):.4f}  hit@5 {mean(h5):.4f}")
     return out
 
 
@@ -335,6 +380,145 @@ def eval_ablations(settings: Settings, n_queries: int | None, n_questions: int |
     return out
 
 
+# -- stores: the same index in PostgreSQL -------------------------------------------------------------
+def index_records(index_dir: Path, settings: Settings, embedder: Any = None) -> tuple[IndexMeta, list[DocumentUpsert]]:
+    """A local index's documents, chunks and vectors as a writer's upserts (nothing is embedded): what
+    the indexer would hand any store for the same corpus. Lexical texts are the indexer's own rule."""
+    from service.indexer import Indexer
+
+    snap = store.open_snapshot(index_dir)
+    docs, chunks, vectors = snap.all_records()
+    lexical_text = Indexer(settings, index_dir, embedder=embedder, progress=False).lexical_text
+    rows: dict[int, list[int]] = {}
+    for i, c in enumerate(chunks):
+        rows.setdefault(c.doc, []).append(i)
+    upserts = []
+    for position, doc in enumerate(docs):
+        mine = rows.get(position, [])
+        records = [chunks[i] for i in mine]
+        upserts.append(DocumentUpsert(doc, records, np.array(vectors[mine], np.float32),
+                                      [lexical_text(doc, c) for c in records]))
+    m = snap.meta
+    meta = IndexMeta(corpus=m.corpus, model=dict(m.model), chunking=dict(m.chunking))
+    snap.close()
+    return meta, upserts
+
+
+def fill_store(target: Any, meta: IndexMeta, upserts: Sequence[DocumentUpsert]) -> dict[str, Any]:
+    """Write ``upserts`` into an empty store in one commit (as ``index`` does with one checkpoint); timed."""
+    chunks = sum(len(u.chunks) for u in upserts)
+    started = time.perf_counter()
+    with target.writer() as writer:
+        result = writer.apply(meta, upserts, [], replace_all=True)
+    seconds = time.perf_counter() - started
+    out: dict[str, Any] = {"documents": result.documents, "chunks": result.chunks, "seconds": round(seconds, 2),
+                           "documents_per_s": round(len(upserts) / seconds, 1),
+                           "chunks_per_s": round(chunks / seconds, 1)}
+    if getattr(target, "kind", "") == "postgresql":
+        # Planner statistics for the freshly loaded tables (autovacuum would take them within a minute).
+        started = time.perf_counter()
+        target.run(lambda c: c.execute("ANALYZE"))
+        out["analyze_seconds"] = round(time.perf_counter() - started, 2)
+        out["database_mib"] = round(target.run(lambda c: c.execute(
+            "SELECT pg_database_size(current_database())").fetchone())[0] / 2**20, 1)
+    return out
+
+
+def agreement(a: list[Any], b: list[Any]) -> float:
+    """Share of queries whose cited paragraphs (in order) are the same in two runs."""
+    return round(mean(x == y for x, y in zip(a, b, strict=True)), 4) if a else 0.0
+
+
+def eval_stores(bench: Bench, stores: Sequence[str], n_queries: int | None, n_questions: int | None,
+                fusions: Sequence[str]) -> dict[str, Any]:
+    """SciFact and SQuAD over each store, the PostgreSQL one filled from the local index's records."""
+    from service.store.postgres import PostgresStore
+    from tests.pg import PgServer
+
+    sci, sq = datasets.scifact(), datasets.squad()
+    dirs = {"scifact": bench.index("scifact", sci.corpus), "squad": bench.index("squad", sq.corpus)}
+    out: dict[str, Any] = {"stores": list(stores), "fusions": list(fusions), "postgres_settings": PG_SETTINGS,
+                           "fill": {}}
+    ranked: dict[str, dict[str, Ranked]] = {}
+    evals = {"scifact": lambda view, r, label: eval_scifact(bench, n_queries, fusions, view, r, label),
+             "squad": lambda view, r, label: eval_squad(bench, n_questions, fusions, view, r, label)}
+    if "local" in stores:
+        ranked["local"] = {}
+        out["local"] = {}
+        for name, run in evals.items():
+            ranked["local"][name] = {}
+            out["local"][name] = run(None, ranked["local"][name], f"{name} local")
+    if "postgresql" in stores:
+        ranked["postgresql"] = {}
+        out["postgresql"] = {}
+        with PgServer(settings=PG_SETTINGS) as server:
+            out["postgres_version"] = server.query("SHOW server_version")[0][0]
+            opened = []
+            try:
+                for name, run in evals.items():
+                    pg = PostgresStore(server.create_database(name), model_sha256=bench.info.sha256)
+                    opened.append(pg)
+                    meta, upserts = index_records(dirs[name], bench.settings, bench.ingest)
+                    fill = fill_store(pg, meta, upserts)
+                    del upserts
+                    out["fill"][name] = fill
+                    out["pgvector_version"] = pg.run(lambda c: c.execute(
+                        "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone())[0]
+                    log(f"[{name} postgresql] filled: {fill}")
+                    ranked["postgresql"][name] = {}
+                    out["postgresql"][name] = run(pg.view(), ranked["postgresql"][name], f"{name} postgresql")
+            finally:
+                for pg in opened:
+                    pg.close()
+    if "local" in ranked and "postgresql" in ranked:
+        out["same_results"] = {
+            name: {f: agreement(ranked["local"][name][f], ranked["postgresql"][name][f]) for f in fusions}
+            for name in evals}
+        out["delta"] = {f: {
+            "scifact_ndcg@10": round(out["postgresql"]["scifact"][f]["ndcg@10"] - out["local"]["scifact"][f]["ndcg@10"], 4),
+            "scifact_recall@100": round(out["postgresql"]["scifact"][f]["recall@100"]
+                                        - out["local"]["scifact"][f]["recall@100"], 4),
+            "squad_hit@1": round(out["postgresql"]["squad"][f]["hit@1"] - out["local"]["squad"][f]["hit@1"], 4),
+            "squad_hit@5": round(out["postgresql"]["squad"][f]["hit@5"] - out["local"]["squad"][f]["hit@5"], 4),
+        } for f in fusions}
+    return out
+
+
+def stores_table(r: dict[str, Any], default: str) -> str:
+    names = {"local": "local (snapshots)", "postgresql": "PostgreSQL + pgvector"}
+    lines = ["| retrieval | store | SciFact nDCG@10 | SciFact recall@100 | SQuAD hit@1 | SQuAD hit@5 "
+             "| same citations as local (SciFact / SQuAD) | ms/query (SciFact / SQuAD) |",
+             "|---|---|---|---|---|---|---|---|"]
+    fusions = sorted(r["fusions"], key=lambda f: f != default)
+    for f in fusions:
+        label = f"**{f} (default)**" if f == default else f
+        for s in r["stores"]:
+            sci, sq = r[s]["scifact"][f], r[s]["squad"][f]
+            same = ("" if s == "local" or "same_results" not in r else
+                    f"{r['same_results']['scifact'][f]:.1%} / {r['same_results']['squad'][f]:.1%}")
+            lines.append(f"| {label} | {names[s]} | {sci['ndcg@10']:.4f} | {sci['recall@100']:.4f} | "
+                         f"{sq['hit@1']:.4f} | {sq['hit@5']:.4f} | {same} | "
+                         f"{sci['ms_per_query']} / {sq['ms_per_query']} |")
+        if "delta" in r:
+            d = r["delta"][f]
+            lines.append(f"| {label} | difference (pg − local) | {d['scifact_ndcg@10']:+.4f} | "
+                         f"{d['scifact_recall@100']:+.4f} | {d['squad_hit@1']:+.4f} | {d['squad_hit@5']:+.4f} | | |")
+    if "delta" in r:
+        d = r["delta"][default]
+        ok = abs(d["scifact_ndcg@10"]) <= 0.01 and abs(d["squad_hit@1"]) <= 0.01
+        lines += ["", f"Default fusion: SciFact nDCG@10 Δ {d['scifact_ndcg@10']:+.4f}, SQuAD hit@1 Δ "
+                      f"{d['squad_hit@1']:+.4f}: {'within' if ok else 'NOT within'} 0.01."]
+    for name, f in r.get("fill", {}).items():
+        lines.append(f"PostgreSQL fill, {name}: {f['documents']:,} documents, {f['chunks']:,} chunks in "
+                     f"{f['seconds']} s ({f['documents_per_s']} documents/s, {f['chunks_per_s']} chunks/s; one "
+                     f"transaction), then ANALYZE {f.get('analyze_seconds', 0)} s; database "
+                     f"{f.get('database_mib', 0)} MiB.")
+    if "postgres_version" in r:
+        lines.append(f"PostgreSQL {r['postgres_version']}, pgvector {r.get('pgvector_version')}; settings: "
+                     + ", ".join(f"{k}={v}" for k, v in r["postgres_settings"].items()) + ".")
+    return "\n".join(lines)
+
+
 # -- report -------------------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
     default = results["settings"]["fusion"]
@@ -411,7 +595,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--compare-precision", action="store_true",
                    help="also ingest SciFact with bf16 and with fp32 embeddings and compare nDCG@10 "
                         "(slow the first time on CPUs without native bf16: the bf16 side is emulated)")
+    p.add_argument("--stores", default="local",
+                   help="comma-separated stores to compare: local, postgresql (starts a PostgreSQL server on "
+                        "127.0.0.1 for the run, filled from the local index's records)")
+    p.add_argument("--only-stores", action="store_true",
+                   help="run only the store comparison (SciFact and SQuAD over each store)")
     args = p.parse_args(argv)
+    stores = [s for s in args.stores.split(",") if s]
+    if unknown := set(stores) - set(STORES):
+        p.error(f"unknown stores: {', '.join(sorted(unknown))}; use {', '.join(STORES)}")
+    if args.only_stores and "postgresql" not in stores:
+        p.error("--only-stores needs --stores with postgresql")
     if args.quick:
         args.scifact_queries = args.scifact_queries or 100
         args.squad_questions = args.squad_questions or 1000
@@ -429,9 +623,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": bool(args.quick or args.scifact_queries or args.squad_questions or args.answers or args.skip
                       or set(fusions) != set(FUSIONS)),
     }
-    if "scifact" not in args.skip:
+    if "postgresql" in stores:
+        started_stores = time.monotonic()
+        # The local store through the same function (not the sections below), so both rows of the
+        # comparison come from one code path.
+        comparison = eval_stores(bench, sorted(set(stores) | {"local"}, key=STORES.index), args.scifact_queries,
+                                 args.squad_questions, fusions)
+        comparison["settings"] = results["settings"]
+        comparison["full"] = not (args.quick or args.scifact_queries or args.squad_questions)
+        comparison["seconds"] = round(time.monotonic() - started_stores, 1)
+        # Its own file: a comparison run never touches the figures of quality.json.
+        target = RESULTS / "stores.json" if comparison["full"] else CACHE / "stores-quick.json"
+        merged = json.loads(target.read_text()) if target.exists() else {}
+        merged["quality"] = comparison
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(merged, indent=2, default=str) + "\n")
+        print(stores_table(comparison, settings.fusion))
+        print(f"\nwritten to {target.relative_to(PROJECT_ROOT)} (key 'quality')\n")
+        if args.only_stores:
+            return 0
+        # The local rows are this run's SciFact and SQuAD sections already (same function, same view).
+        results["scifact"], results["squad"] = comparison["local"]["scifact"], comparison["local"]["squad"]
+    if "scifact" not in args.skip and "scifact" not in results:
         results["scifact"] = eval_scifact(bench, args.scifact_queries, fusions)
-    if "squad" not in args.skip:
+    if "squad" not in args.skip and "squad" not in results:
         results["squad"] = eval_squad(bench, args.squad_questions, fusions)
     if "answers" not in args.skip:
         results["answers"] = eval_answers(bench, n_answers)

@@ -2,7 +2,7 @@
 
     python -m bench.speed              # everything (make bench-speed)
     python -m bench.speed --quick      # smaller samples
-    python -m bench.speed --only cold,http,concurrency,ingest,scale
+    python -m bench.speed --only cold,http,concurrency,ingest,scale,stores
 
 Sections:
 * cold   — `ask` in a new process on the SciFact index, vs a bare `python -c pass` and vs importing
@@ -18,7 +18,12 @@ Sections:
 * scale  — vector search at SciFact size, 100k real chunks and 1M synthetic + 100k real: build and
            load time, memory (anonymous and file-backed) and bytes per chunk, p50/p99 per query,
            recall@10 against exact search; FAISS's own exact index (IndexFlatIP) as the baseline.
-Results go to bench/results/speed.json.
+* stores — the SciFact index in each store, served by `python -m service serve` in its own process:
+           the local snapshots and PostgreSQL + pgvector (a server started for the run on 127.0.0.1,
+           ``tests/pg.py``, settings in ``bench.quality.PG_SETTINGS``), both filled from the same
+           records (no model work): fill time, sequential /v1/search p50/p99, 16 concurrent clients,
+           and one small document's PUT and DELETE, side by side with the ratio pg / local.
+Results go to bench/results/speed.json (stores: bench/results/stores.json, key ``speed``).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from . import datasets
 CACHE = PROJECT_ROOT / "bench" / ".cache" / "speed"
 RESULTS = PROJECT_ROOT / "bench" / "results"
 PY = sys.executable
-SECTIONS = ("cold", "http", "concurrency", "ingest", "scale")
+SECTIONS = ("cold", "http", "concurrency", "ingest", "scale", "stores")
 BIN = Path(PY).parent
 
 
@@ -140,16 +145,21 @@ def timed_runs(cmd: Sequence[str], n: int, env: dict[str, str] | None = None) ->
 
 # -- a server in a child process -----------------------------------------------------------------
 class Server:
-    def __init__(self, index: Path) -> None:
+    def __init__(self, index: Path, store: str | None = None, log_name: str = "server.log") -> None:
+        """``serve`` on ``index`` (with ``store``, a database URL: the index lives there, and the
+        folder holds only the query graph)."""
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.started = time.perf_counter()
+        log_path = CACHE.parent / log_name
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [PY, "-m", "service", "serve", "--index", str(index), "--port", str(self.port)],
+            [PY, "-m", "service", "serve", "--index", str(index), "--port", str(self.port),
+             *(["--store", store] if store else [])],
             # A log file, not a pipe: an unread pipe fills up and stalls the server's logging.
-            stdout=subprocess.DEVNULL, stderr=open(CACHE.parent / "server.log", "w"), text=True,
+            stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), text=True,
         )
         import httpx
 
@@ -161,7 +171,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server died: {(CACHE.parent / 'server.log').read_text()[-3000:]}")
+                raise RuntimeError(f"server died: {log_path.read_text()[-3000:]}")
             time.sleep(0.05)
         else:
             raise RuntimeError("server did not start in 120 s")
@@ -226,12 +236,16 @@ class KeepAlive:
         self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
 
     def post_json(self, path: str, payload: dict[str, Any]) -> bytes:
-        self.conn.request("POST", path, body=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+        return self.request("POST", path, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                ok: Sequence[int] = (200,)) -> bytes:
+        self.conn.request(method, path, body=body, headers=headers or {})
         response = self.conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"POST {path} answered {response.status}: {body[:300]!r}")
-        return body
+        data = response.read()
+        if response.status not in ok:
+            raise RuntimeError(f"{method} {path} answered {response.status}: {data[:300]!r}")
+        return data
 
     def close(self) -> None:
         self.conn.close()
@@ -249,17 +263,7 @@ def bench_http(server: Server, index: Path, queries: list[str], n: int) -> dict[
         t = time.perf_counter()
         raw(q)
         raw_times.append(time.perf_counter() - t)
-    http_times = []
-    client = KeepAlive(server.url)
-    try:
-        for q in sample[:20]:
-            client.post_json("/v1/search", {"query": q, "k": 10})
-        for q in sample:
-            t = time.perf_counter()
-            client.post_json("/v1/search", {"query": q, "k": 10})
-            http_times.append(time.perf_counter() - t)
-    finally:
-        client.close()
+    http_times = sequential_search(server.url, sample)
     snap = store.open_snapshot(index)
     return {
         "chunks": snap.size, "vector_index": snap.vectors.kind, "requests": n,
@@ -267,6 +271,22 @@ def bench_http(server: Server, index: Path, queries: list[str], n: int) -> dict[
         "http_p50_ms": ms(pct(http_times, 50)), "http_p99_ms": ms(pct(http_times, 99)),
         "http_over_raw_p50": round(pct(http_times, 50) / pct(raw_times, 50), 2),
     }
+
+
+def sequential_search(url: str, sample: Sequence[str], k: int = 10) -> list[float]:
+    """Seconds of each POST /v1/search, one at a time on one keep-alive connection (after 20 warm-ups)."""
+    times = []
+    client = KeepAlive(url)
+    try:
+        for q in sample[:20]:
+            client.post_json("/v1/search", {"query": q, "k": k})
+        for q in sample:
+            t = time.perf_counter()
+            client.post_json("/v1/search", {"query": q, "k": k})
+            times.append(time.perf_counter() - t)
+    finally:
+        client.close()
+    return times
 
 
 def concurrent(url: str, request: Callable[[Any, str], Any], queries: list[str], clients: int,
@@ -563,6 +583,185 @@ def bench_scale(index: Path, queries: list[str], sizes: Sequence[str], n_queries
     return rows
 
 
+# -- stores ---------------------------------------------------------------------------------------------
+STORE_NAMES = {"local": "local (snapshots)", "postgresql": "PostgreSQL + pgvector"}
+
+
+def _write_documents(n: int) -> list[tuple[str, bytes]]:
+    """``n`` small documents to PUT and DELETE: real SciFact abstracts (spread over the corpus) under
+    new ids, so each write embeds a typical document's chunks."""
+    files = sorted(datasets.scifact().corpus.iterdir())
+    step = max(1, len(files) // n)
+    return [(f"scifact/bench-write-{i:02d}.txt", files[i * step].read_bytes()) for i in range(n)]
+
+
+def _encode_seconds(index: Path, docs: Sequence[tuple[str, bytes]]) -> tuple[list[int], float]:
+    """Chunks of each document and the median time of the model alone on one document's chunk texts: the
+    ONNX encoder the server ingests API writes with, run here on the texts the indexer makes."""
+    from service.corpus import document_from_bytes
+    from service.embedding import OnnxEmbedder, model_info, onnx_path_for
+    from service.indexer import Indexer, embed_text
+
+    settings = Settings()
+    info = model_info(settings.model)
+    indexer = Indexer(settings, index, progress=False)
+    encoder = OnnxEmbedder(info, onnx_path_for(index, info))
+    counts, times = [], []
+    for source, data in docs:
+        doc = document_from_bytes(data, source, ".txt")
+        title = indexer._title(doc.title)
+        texts = [embed_text(title, c.text, c.paragraph, settings.embed_title) for c in indexer._chunk(doc)]
+        counts.append(len(texts))
+        encoder.embed(texts)  # warm
+        t = time.perf_counter()
+        encoder.embed(texts)
+        times.append(time.perf_counter() - t)
+    return counts, statistics.median(times)
+
+
+def bench_writes(url: str, docs: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
+    """PUT a new document, then DELETE it, for each of ``docs`` (the first pair is a warm-up): seconds of each."""
+    put, delete, chunks = [], [], []
+    client = KeepAlive(url)
+    try:
+        for i, (source, data) in enumerate(docs):
+            path = "/v1/documents/" + source
+            t = time.perf_counter()
+            body = client.request("PUT", path, data, {"Content-Type": "text/plain"}, ok=(201,))
+            put_s = time.perf_counter() - t
+            t = time.perf_counter()
+            client.request("DELETE", path)
+            delete_s = time.perf_counter() - t
+            if i:
+                put.append(put_s)
+                delete.append(delete_s)
+                chunks.append(json.loads(body)["chunks"])
+    finally:
+        client.close()
+    return {"writes": len(put), "chunks_per_document": statistics.median(chunks) if chunks else 0,
+            "put_p50_ms": ms(pct(put, 50)), "put_max_ms": ms(max(put)),
+            "delete_p50_ms": ms(pct(delete, 50)), "delete_max_ms": ms(max(delete)),
+            "put_ms": [ms(x) for x in put], "delete_ms": [ms(x) for x in delete]}
+
+
+def bench_stores(index: Path, queries: list[str], n: int, clients: int, seconds: float, writes: int) -> dict[str, Any]:
+    """The SciFact index in the local store and in PostgreSQL, each served by its own `serve` process,
+    one after the other, measured the same way."""
+    import tempfile
+
+    from service.embedding import model_info, onnx_path_for
+    from service.indexer import Indexer
+    from service.store.base import IndexMeta
+    from service.store.local import LocalStore
+    from service.store.postgres import PostgresStore
+    from tests.pg import PgServer
+
+    from .quality import PG_SETTINGS, fill_store, index_records
+
+    settings = Settings()
+    info = model_info(settings.model)
+    docs = _write_documents(writes + 1)
+    counts, encode_s = _encode_seconds(index, docs)
+    sample = [queries[i % len(queries)] for i in range(n)]
+    out: dict[str, Any] = {"postgres_settings": PG_SETTINGS, "requests": n, "clients": clients,
+                           "write_documents": len(docs) - 1, "chunks_per_write_document": statistics.median(counts),
+                           "model_encode_one_document_ms": ms(encode_s), "fill": {}}
+    with tempfile.TemporaryDirectory(prefix="ask-bench-stores-") as tmp, PgServer(settings=PG_SETTINGS) as pg_server:
+        root = Path(tmp)
+        out["postgres_version"] = pg_server.query("SHOW server_version")[0][0]
+        corpus = root / "scifact"  # API writes to the local store land here (the database keeps its own)
+        corpus.mkdir()
+        m, upserts = index_records(index, settings)
+        meta = IndexMeta(corpus=str(corpus), model=m.model, chunking=m.chunking)
+        folders = {"local": root / "local-index", "postgresql": root / "pg-index"}
+        for folder in folders.values():  # each serves with the query graph of the index
+            folder.mkdir()
+            os.link(onnx_path_for(index, info), onnx_path_for(folder, info))
+        lexical = Indexer(settings, index, progress=False).lexical_text
+        local = LocalStore(folders["local"], info.sha256, hnsw_threshold=settings.hnsw_threshold, lexical_text=lexical)
+        out["fill"]["local"] = fill_store(local, meta, upserts)
+        log(f"stores: local filled {out['fill']['local']}")
+        pg = PostgresStore(pg_server.url, model_sha256=info.sha256)
+        try:
+            out["fill"]["postgresql"] = fill_store(pg, meta, upserts)
+            out["pgvector_version"] = pg.run(lambda c: c.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone())[0]
+        finally:
+            pg.close()
+        log(f"stores: postgresql filled {out['fill']['postgresql']}")
+        del upserts
+        for name, url in (("local", None), ("postgresql", pg_server.url)):
+            server = Server(folders[name], store=url, log_name=f"server-{name}.log")
+            try:
+                r: dict[str, Any] = {"server_start_s": round(server.start_seconds, 2)}
+                times = sequential_search(server.url, sample)
+                r["http_p50_ms"], r["http_p99_ms"] = ms(pct(times, 50)), ms(pct(times, 99))
+                log(f"stores: {name} http {r}")
+
+                def search(client: Any, query: str) -> Any:
+                    return client.post("/v1/search", json={"query": query, "k": 10})
+
+                run = concurrent(server.url, search, queries, clients, seconds)
+                lat = run["latencies"]
+                r["concurrency"] = {"seconds": round(run["seconds"], 1), "requests": len(lat), "errors": run["errors"],
+                                    "requests_per_s": round(len(lat) / run["seconds"], 1),
+                                    "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99))}
+                log(f"stores: {name} concurrency {r['concurrency']}")
+                r["writes"] = bench_writes(server.url, docs)
+                log(f"stores: {name} writes {r['writes']}")
+                r["server_rss_mib"], r["server_peak_rss_mib"] = (round(x, 1) for x in rss_mib(server.proc.pid))
+            finally:
+                server.stop()
+            out[name] = r
+    lo, pg_r = out["local"], out["postgresql"]
+    out["pg_over_local"] = {
+        "http_p50": round(pg_r["http_p50_ms"] / lo["http_p50_ms"], 2),
+        "http_p99": round(pg_r["http_p99_ms"] / lo["http_p99_ms"], 2),
+        "requests_per_s": round(pg_r["concurrency"]["requests_per_s"] / lo["concurrency"]["requests_per_s"], 2),
+        "concurrent_p50": round(pg_r["concurrency"]["p50_ms"] / lo["concurrency"]["p50_ms"], 2),
+        "concurrent_p99": round(pg_r["concurrency"]["p99_ms"] / lo["concurrency"]["p99_ms"], 2),
+        "put_p50": round(pg_r["writes"]["put_p50_ms"] / lo["writes"]["put_p50_ms"], 2),
+        "delete_p50": round(pg_r["writes"]["delete_p50_ms"] / lo["writes"]["delete_p50_ms"], 2),
+        "fill_seconds": round(out["fill"]["postgresql"]["seconds"] / out["fill"]["local"]["seconds"], 2),
+    }
+    return out
+
+
+def stores_table(s: dict[str, Any]) -> str:
+    lo, pg, ratio = s["local"], s["postgresql"], s["pg_over_local"]
+    fl, fp = s["fill"]["local"], s["fill"]["postgresql"]
+    lc, pc = lo["concurrency"], pg["concurrency"]
+    lw, pw = lo["writes"], pg["writes"]
+    lines = [
+        "", f"| SciFact ({fl['documents']:,} documents, {fl['chunks']:,} chunks) | {STORE_NAMES['local']} | "
+        f"{STORE_NAMES['postgresql']} | pg / local |", "|---|---|---|---|",
+        f"| fill from the same records (one commit) | {fl['seconds']} s ({fl['chunks_per_s']} chunks/s) | "
+        f"{fp['seconds']} s ({fp['chunks_per_s']} chunks/s) + ANALYZE {fp.get('analyze_seconds')} s | "
+        f"{ratio['fill_seconds']}× |",
+        f"| server start (to first 200 on /health) | {lo['server_start_s']} s | {pg['server_start_s']} s | "
+        f"{round(pg['server_start_s'] / lo['server_start_s'], 2)}× |",
+        f"| HTTP /v1/search p50 (sequential, k=10, {s['requests']} claims) | {lo['http_p50_ms']} ms | "
+        f"{pg['http_p50_ms']} ms | {ratio['http_p50']}× |",
+        f"| HTTP /v1/search p99 | {lo['http_p99_ms']} ms | {pg['http_p99_ms']} ms | {ratio['http_p99']}× |",
+        f"| {s['clients']} concurrent clients: req/s | {lc['requests_per_s']} | {pc['requests_per_s']} | "
+        f"{ratio['requests_per_s']}× |",
+        f"| {s['clients']} concurrent clients: p50 / p99 | {lc['p50_ms']} / {lc['p99_ms']} ms | "
+        f"{pc['p50_ms']} / {pc['p99_ms']} ms | {ratio['concurrent_p50']}× / {ratio['concurrent_p99']}× |",
+        f"| {s['clients']} concurrent clients: errors | {lc['errors']} | {pc['errors']} | |",
+        f"| PUT one new document ({lw['chunks_per_document']:g} chunks), p50 of {lw['writes']} | "
+        f"{lw['put_p50_ms']} ms | {pw['put_p50_ms']} ms | {ratio['put_p50']}× |",
+        f"| DELETE that document, p50 of {lw['writes']} | {lw['delete_p50_ms']} ms | {pw['delete_p50_ms']} ms | "
+        f"{ratio['delete_p50']}× |",
+        f"| (of a PUT: the model alone, ONNX encode of its chunks) | {s['model_encode_one_document_ms']} ms | "
+        f"{s['model_encode_one_document_ms']} ms | |",
+        f"| server RSS after the run (peak) | {lo['server_rss_mib']} ({lo['server_peak_rss_mib']}) MiB | "
+        f"{pg['server_rss_mib']} ({pg['server_peak_rss_mib']}) MiB + the database's | |",
+        "", f"PostgreSQL {s.get('postgres_version')}, pgvector {s.get('pgvector_version')}, database "
+        f"{fp.get('database_mib')} MiB; settings: " + ", ".join(f"{k}={v}" for k, v in s["postgres_settings"].items()),
+    ]
+    return "\n".join(lines)
+
+
 # -- report --------------------------------------------------------------------------------------------
 def table(r: dict[str, Any]) -> str:
     lines = ["", "| measure | this service | baseline (same run) | ratio |", "|---|---|---|---|"]
@@ -647,15 +846,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "scale" in only:
         sizes = [s for s in args.scale_sizes.split(",") if s and (not quick or s == "scifact")]
         results["scale"] = bench_scale(index, queries, sizes, 100 if quick else 300)
+    stores = None
+    if "stores" in only:
+        load_start = os.getloadavg()[0]
+        stores = bench_stores(index, queries, 100 if quick else 300, 16, 5 if quick else 15, 3 if quick else 10)
+        stores["machine"] = {"cores": os.cpu_count(), "load_average_start": load_start,
+                             "load_average_end": os.getloadavg()[0]}
     results["machine"]["load_average_end"] = os.getloadavg()[0]
     # Quick runs never replace the recorded results; a partial full run updates its own sections.
     path = CACHE.parent / "speed-quick.json" if quick else RESULTS / "speed.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and only != set(SECTIONS):
-        results = {**json.loads(path.read_text()), **results}
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
-    print(f"\nwritten to {path.relative_to(PROJECT_ROOT)}")
+    if only - {"stores"}:
+        if path.exists() and only != set(SECTIONS):
+            results = {**json.loads(path.read_text()), **results}
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        print(table(results))
+        print(f"\nwritten to {path.relative_to(PROJECT_ROOT)}")
+    if stores is not None:
+        # The store comparison has its own file (next to the quality side of it): speed.json keeps its figures.
+        target = CACHE.parent / "stores-quick.json" if quick else RESULTS / "stores.json"
+        merged = json.loads(target.read_text()) if target.exists() else {}
+        merged["speed"] = stores
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(merged, indent=2) + "\n")
+        print(stores_table(stores))
+        print(f"\nwritten to {target.relative_to(PROJECT_ROOT)} (key 'speed')")
     return 0
 
 

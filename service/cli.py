@@ -115,11 +115,11 @@ def ensure_default_index(settings: Any, explicit_index: bool) -> None:
     An index folder named on the command line that holds no index is the user's to build: it is
     never filled from the default corpus.
     """
-    from . import store
+    from .engine import Engine
 
     if settings.store:  # a database is configured on purpose: `index --store` fills it
         return
-    if store.current_name(settings.index) is not None:
+    if Engine(settings).has_index():
         return
     if explicit_index and Path(settings.index).resolve() != Path(type(settings)().index).resolve():
         return  # the command reports it (ask, mcp) or serves until it exists (serve)
@@ -149,18 +149,12 @@ def run_ask(args: argparse.Namespace) -> int:
 
 
 def _index(settings: Any, corpus: Path | None, rebuild: bool, as_json: bool) -> None:
-    from .indexer import Indexer
+    from .engine import Engine
 
     def committed(name: str, documents: int) -> None:
         print(f"committed {name}: {documents} documents", file=sys.stderr, flush=True)
 
-    if settings.dask:
-        from .distributed import DaskEmbedder
-
-        with DaskEmbedder.from_settings(settings.dask, settings) as embedder:
-            report = Indexer(settings, embedder=embedder, on_commit=committed).sync(corpus, rebuild=rebuild)
-    else:
-        report = Indexer(settings, on_commit=committed).sync(corpus, rebuild=rebuild)
+    report = Engine(settings).sync(corpus, rebuild=rebuild, on_commit=committed)
     if as_json:
         json.dump(report.as_dict(), sys.stdout, indent=2)
         print()
@@ -254,9 +248,7 @@ def _known_error(exc: Exception) -> str | None:
 
     Imported here, after the fact: ``ask --server`` loads none of the engine's modules.
     """
-    from .corpus import CorpusError
-    from .engine import Conflict, NotFound, QueryError
-    from .store import StoreError
+    from .engine import Conflict, CorpusError, NotFound, QueryError, StoreError
 
     codes: tuple[tuple[type[Exception], str], ...] = (
         (QueryError, "invalid_request"), (NotFound, "not_found"), (Conflict, "conflict"),

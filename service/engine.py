@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,10 +32,22 @@ from .embedding import (
 from .files import NAME_MAX, atomic_write, fsync_dir
 from .retrieval import DenseQueries, Passage, Retriever
 from .store import open_store
-from .store.base import DocumentSummary, IndexStats, IndexView, Store
+from .store.base import (
+    DocumentSummary,
+    IndexBusy,
+    IndexStats,
+    IndexView,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
-    from .indexer import Indexer
+    from .indexer import Indexer, IndexReport
+
+# What the adapters (REST, CLI, MCP) may catch: the engine's own errors and the store's, one import.
+__all__ = ["Answer", "Citation", "Conflict", "Context", "CorpusError", "DocumentDeleted", "DocumentText",
+           "DocumentWritten", "Engine", "IndexBusy", "NotFound", "QueryError", "StoreError", "StoreUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +177,25 @@ class Engine:
             if self._live is None or self._live.view.version != self.store.version():
                 self._live = _Live(self.store.view(), self.settings)
             return self._live
+
+    def has_index(self) -> bool:
+        """Whether the store holds an index yet (the entry points build the default one when not)."""
+        return self.store.version() is not None
+
+    def sync(self, corpus: Path | None = None, rebuild: bool = False,
+             on_commit: Callable[[str, int], None] | None = None) -> IndexReport:
+        """Make the index match a corpus folder (``python -m service index``); with ``ASK_DASK``, the
+        passages are embedded on that Dask cluster."""
+        from .indexer import Indexer
+
+        if self.settings.dask:
+            from .distributed import DaskEmbedder
+
+            with DaskEmbedder.from_settings(self.settings.dask, self.settings) as embedder:
+                return Indexer(self.settings, self.index_dir, embedder=embedder, on_commit=on_commit).sync(
+                    corpus, rebuild=rebuild)
+        return Indexer(self.settings, self.index_dir, embedder=self._embedder, on_commit=on_commit).sync(
+            corpus, rebuild=rebuild)
 
     def load(self) -> None:
         """Open the index, load the query encoder and page the vectors in now (servers call this at

@@ -21,10 +21,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, create_model
 
-from . import store
-from .answer import Citation
 from .config import Settings
-from .engine import Engine, NotFound, QueryError
+from .engine import Citation, Engine, NotFound, QueryError, StoreError
 from .wire import CitedPassage, citation_id, cited
 
 log = logging.getLogger(__name__)
@@ -144,7 +142,7 @@ def build_server(engine: Engine) -> MCPServer:
         """
         try:
             found = engine.search_cited(query, k)
-        except (QueryError, NotFound, store.StoreError) as exc:
+        except (QueryError, NotFound, StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
         return SearchResults(query=query, results=[_linked(engine, base, c) for c in found])
@@ -167,7 +165,7 @@ def build_server(engine: Engine) -> MCPServer:
         source, number = (m["source"], int(m["paragraph"])) if m else (id.strip(), None)
         try:
             doc = engine.document(source)
-        except (QueryError, NotFound, store.StoreError) as exc:
+        except (QueryError, NotFound, StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
         paragraphs = doc.paragraphs
@@ -202,7 +200,7 @@ def build_server(engine: Engine) -> MCPServer:
         """
         try:
             result = engine.ask(question, k)
-        except (QueryError, NotFound, store.StoreError) as exc:
+        except (QueryError, NotFound, StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
         out = AskResult.model_validate({
@@ -224,7 +222,7 @@ def run_stdio(settings: Settings) -> int:
     engine = Engine(settings)
     try:
         engine.load()
-    except store.StoreError as exc:
+    except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     server = build_server(engine)

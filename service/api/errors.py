@@ -24,8 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import store
-from ..engine import Conflict, NotFound, QueryError
+from ..engine import Conflict, IndexBusy, NotFound, QueryError, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +114,10 @@ async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
     return error_response(409, "conflict", str(exc))
 
 
-async def _store(request: Request, exc: store.StoreError) -> JSONResponse:
-    if isinstance(exc, store.IndexBusy):
+async def _store(request: Request, exc: StoreError) -> JSONResponse:
+    if isinstance(exc, IndexBusy):
         return error_response(503, "index_busy", str(exc), {"Retry-After": "2"})
-    if isinstance(exc, store.StoreUnavailable):
+    if isinstance(exc, StoreUnavailable):
         return error_response(503, "store_unavailable", str(exc), {"Retry-After": "5"})
     return error_response(503, "index_unavailable", str(exc))
 
@@ -135,5 +134,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(QueryError, _query)  # type: ignore[arg-type]
     app.add_exception_handler(NotFound, _not_found)  # type: ignore[arg-type]
     app.add_exception_handler(Conflict, _conflict)  # type: ignore[arg-type]
-    app.add_exception_handler(store.StoreError, _store)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreError, _store)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

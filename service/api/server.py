@@ -15,14 +15,13 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from .. import store
-    from ..engine import Engine
+    from ..engine import Engine, StoreError
     from .app import create_app
 
     engine = Engine(settings)
     try:
         engine.load()
-    except store.StoreError as exc:
+    except StoreError as exc:
         # Serve anyway: /health answers 503 and the engine picks the index up once it is built.
         print(f"warning: {exc}\n(the service starts; /health answers 503 until an index exists: "
               f"python -m service index --corpus DIR --index {settings.index})", file=sys.stderr)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import store
+from ..engine import StoreError
 from .deps import EngineDep
 from .errors import error_response
 from .schemas import ErrorResponse, Health, error_responses
@@ -22,7 +22,7 @@ def health(engine: EngineDep) -> Any:
     """Open without an API key. 200 with the index's counts, 503 when there is no usable index."""
     try:
         s = engine.stats()
-    except store.StoreError as exc:
+    except StoreError as exc:
         return error_response(503, "index_unavailable", str(exc))
     return {"status": "ok", "documents": s.documents, "chunks": s.chunks, "model": s.model, "snapshot": s.version,
             "store": s.store}
