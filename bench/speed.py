@@ -647,6 +647,7 @@ def bench_writes(url: str, docs: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
 def bench_stores(index: Path, queries: list[str], n: int, clients: int, seconds: float, writes: int) -> dict[str, Any]:
     """The SciFact index in the local store and in PostgreSQL, each served by its own `serve` process,
     one after the other, measured the same way."""
+    import shutil
     import tempfile
 
     from service.embedding import model_info, onnx_path_for
@@ -676,7 +677,10 @@ def bench_stores(index: Path, queries: list[str], n: int, clients: int, seconds:
         folders = {"local": root / "local-index", "postgresql": root / "pg-index"}
         for folder in folders.values():  # each serves with the query graph of the index
             folder.mkdir()
-            os.link(onnx_path_for(index, info), onnx_path_for(folder, info))
+            try:
+                os.link(onnx_path_for(index, info), onnx_path_for(folder, info))
+            except OSError:
+                shutil.copyfile(onnx_path_for(index, info), onnx_path_for(folder, info))
         lexical = Indexer(settings, index, progress=False).lexical_text
         local = LocalStore(folders["local"], info.sha256, hnsw_threshold=settings.hnsw_threshold, lexical_text=lexical)
         out["fill"]["local"] = fill_store(local, meta, upserts)

@@ -129,6 +129,7 @@ class Engine:
         self._dense: DenseQueries | None = None
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._writes: Indexer | None = None
 
     # -- model and snapshot ------------------------------------------------------------------------
     @property
@@ -315,9 +316,16 @@ class Engine:
         return target
 
     def _indexer(self) -> Indexer:
-        from .indexer import Indexer
+        """The indexer that applies API writes: one per engine, so its store (a database's connection
+        pool) and tokenizer are made once. Writes are serialised by ``_write_lock``."""
+        if self._writes is None:
+            from .indexer import Indexer
 
-        return Indexer(self.settings, self.index_dir, embedder=self.embedder, progress=False)
+            embedder = self.embedder
+            with self._lock:
+                if self._writes is None:
+                    self._writes = Indexer(self.settings, self.index_dir, embedder=embedder, progress=False)
+        return self._writes
 
     def _check_writable_path(self, source: str, target: Path) -> None:
         """409 when the id runs into the corpus's shape: below a file, or onto a folder."""

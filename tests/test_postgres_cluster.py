@@ -169,3 +169,23 @@ def test_a_lost_database_is_503_then_recovers(cluster: tuple[PgServer, Settings,
 
         eventually(back, timeout=30)
         assert "seeds/003_517cb5bd72187ee7.txt" in sources(url, "who visited Myanmar?")
+
+
+def test_writes_reuse_the_servers_connections(cluster: tuple[PgServer, Settings, FakeEmbedder]) -> None:
+    """Each API write once opened a new connection pool that was never closed."""
+    primary, settings, embedder = cluster
+    engine = Engine(settings, embedder=embedder)
+
+    def connections() -> int:
+        rows = primary.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(rows[0][0])
+
+    with LiveServer(create_app(settings, engine)) as url:
+        for i in range(3):  # warm: the read pool, the write pool
+            httpx.put(f"{url}/v1/documents/seeds/w/{i}.txt", content=b"W\n\nWarm text.\n", timeout=60)
+        before = connections()
+        for i in range(15):
+            r = httpx.put(f"{url}/v1/documents/seeds/w/{i}.txt", content=f"W\n\nText {i}.\n".encode(), timeout=60)
+            assert r.status_code in (200, 201), r.text
+            assert httpx.delete(f"{url}/v1/documents/seeds/w/{i}.txt", timeout=60).status_code == 200
+        assert connections() <= before + 1

@@ -302,11 +302,11 @@ class PgVectors:
     """Nearest chunks by inner product, through the HNSW index (``hnsw.ef_search`` per connection)."""
 
     def __init__(self, store: PostgresStore, size: int) -> None:
-        self._store, self._size = store, size
+        self._store, self.size = store, size
 
     @property
     def ntotal(self) -> int:
-        return self._size
+        return self.size
 
     def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         ids = np.full((len(queries), n), -1, np.int64)
@@ -362,30 +362,10 @@ class PostgresView:
     def __init__(self, store: PostgresStore, version: str, meta: IndexMeta, created: str, n_chunks: int,
                  total_terms: int) -> None:
         self._store = store
-        self._version, self._meta, self._created = version, meta, created
-        self._size = n_chunks
-        self._vectors = PgVectors(store, n_chunks)
-        self._lexical = PgLexical(store, n_chunks, total_terms)
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    @property
-    def meta(self) -> IndexMeta:
-        return self._meta
-
-    @property
-    def vectors(self) -> PgVectors:
-        return self._vectors
-
-    @property
-    def lexical(self) -> PgLexical:
-        return self._lexical
+        self.version, self.meta, self._created = version, meta, created
+        self.size = n_chunks
+        self.vectors = PgVectors(store, n_chunks)
+        self.lexical = PgLexical(store, n_chunks, total_terms)
 
     def layout(self, candidates: np.ndarray) -> RowsLayout:
         ids = sorted({int(i) for i in np.asarray(candidates).reshape(-1)})
@@ -422,11 +402,11 @@ class PostgresView:
 
     def stats(self) -> IndexStats:
         documents = self._store.run(lambda c: c.execute("SELECT count(*) FROM ask_documents").fetchone())
-        m = self._meta.model
+        m = self.meta.model
         return IndexStats(
-            documents=int(documents[0]) if documents else 0, chunks=self._size, model=m["name"],
-            model_sha256=m["sha256"], dimension=int(m["dim"]), version=self._version, created=self._created,
-            vector_index="hnsw (pgvector)", corpus=self._meta.corpus, store="postgresql",
+            documents=int(documents[0]) if documents else 0, chunks=self.size, model=m["name"],
+            model_sha256=m["sha256"], dimension=int(m["dim"]), version=self.version, created=self._created,
+            vector_index="hnsw (pgvector)", corpus=self.meta.corpus, store="postgresql",
         )
 
     def has_document(self, source: str) -> bool:
