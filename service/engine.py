@@ -1,9 +1,12 @@
 """The facade: everything a user can do, for the CLI, the REST API and the MCP server alike.
 
-The engine owns the live snapshot and the query encoder. Each call checks whether a newer
-snapshot was committed (one small file read) and switches to it, so a running server picks up
-changes made by ``python -m service index`` without a restart. A call uses one snapshot from
-start to end: it sees either the old or the new state, never a mix.
+The engine owns the live view of the index and the query encoder. Each call asks the store for
+its version (one small file read for the local store, one indexed row for a database) and takes a
+new view when it changed, so a running server picks up changes made by ``python -m service index``
+or by another server without a restart. With the local store a call uses one snapshot from start
+to end; with a database each document changes in one transaction, so a call sees a document's old
+rows or its new ones, never a mix. Adapters import this module only: it re-exports the errors
+they catch.
 """
 
 from __future__ import annotations
@@ -131,7 +134,7 @@ class Engine:
         self._write_lock = threading.Lock()
         self._writes: Indexer | None = None
 
-    # -- model and snapshot ------------------------------------------------------------------------
+    # -- model and view ----------------------------------------------------------------------------
     @property
     def info(self) -> ModelInfo:
         if self._info is None:

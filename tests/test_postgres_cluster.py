@@ -189,3 +189,43 @@ def test_writes_reuse_the_servers_connections(cluster: tuple[PgServer, Settings,
             assert r.status_code in (200, 201), r.text
             assert httpx.delete(f"{url}/v1/documents/seeds/w/{i}.txt", timeout=60).status_code == 200
         assert connections() <= before + 1
+
+
+def test_schema_migrations_and_clear_refusals(tmp_path: Path) -> None:
+    from service.store import IndexIncompatible, IndexMissing
+    from service.store.postgres import SCHEMA_VERSION, PostgresStore
+
+    with PgServer() as pg:
+        fresh = PostgresStore(pg.create_database("fresh"))
+        assert fresh.version() is None  # the schema is created on first use, empty
+        assert pg.query("SELECT version FROM ask_schema", dbname="fresh") == [(SCHEMA_VERSION,)]
+        with pytest.raises(IndexMissing, match="python -m service index"):
+            fresh.view()
+        fresh.close()
+
+        newer = pg.create_database("newer")
+        PostgresStore(newer).version()
+        pg.query("UPDATE ask_schema SET version = version + 1", dbname="newer")
+        with pytest.raises(IndexIncompatible, match="newer than this program"):
+            PostgresStore(newer).version()
+
+        # a role that may not create the extension, in a database that lacks it
+        pg.query("CREATE ROLE plain LOGIN")
+        pg.create_database("bare")
+        pg.query("ALTER DATABASE bare OWNER TO plain")
+        bare = pg.url.rsplit("/", 1)[0].replace("postgres@", "plain@") + "/bare"
+        with pytest.raises(IndexIncompatible, match="pgvector"):
+            PostgresStore(bare).version()
+
+
+def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    from service.store import StoreUnavailable
+    from service.store.postgres import PostgresStore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = PostgresStore(f"postgresql://ask:secret@127.0.0.1:{port}/ask")
+    with pytest.raises(StoreUnavailable, match="cannot connect") as info:
+        store.version()
+    assert "secret" not in str(info.value)
