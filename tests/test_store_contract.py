@@ -234,3 +234,17 @@ def test_both_stores_cite_the_same_passages(tmp_path: Path, request: pytest.Fixt
         local, pg = (c.citations(query) for c in cases)
         assert local == pg, query
     assert cases[0].engine().stats().chunks == cases[1].engine().stats().chunks
+
+
+def test_more_candidates_than_the_default_search_width(case: Case) -> None:
+    """A store returns as many dense candidates as asked (pgvector's HNSW scan stops at ef_search)."""
+    case.indexer().sync()
+    view = open_store(case.settings, case.settings.index).view()
+    query = case.embedder.embed(["who visited Myanmar?"])
+    n = min(view.size, 250)
+    if case.kind == "postgresql":
+        from service.store.postgres import PostgresStore
+
+        view = PostgresStore(case.settings.store or "", ef_search=40).view()
+    ids, _scores = view.vectors.search(query, n)
+    assert (ids[0] >= 0).sum() == n

@@ -61,6 +61,7 @@ T = TypeVar("T")
 BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults ("lucene"), as the local store builds it
 WRITER_LOCK = 0x61736B  # pg advisory lock key: "ask"
 PARAGRAPH_BITS = 24  # paragraph key = document id << 24 | paragraph number
+MAX_EF_SEARCH = 1000  # pgvector's limit
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -312,13 +313,22 @@ class PgVectors:
         ids = np.full((len(queries), n), -1, np.int64)
         scores = np.zeros((len(queries), n), np.float32)
 
-        def run(conn: psycopg.Connection[Any]) -> None:
+        def search_all(conn: psycopg.Connection[Any]) -> None:
             for row, q in enumerate(np.asarray(queries, np.float32)):
                 found = conn.execute(
                     "SELECT id, -(embedding <#> %(q)s) FROM ask_chunks ORDER BY embedding <#> %(q)s LIMIT %(n)s",
                     {"q": q, "n": n}).fetchall()
                 for col, (cid, score) in enumerate(found):
                     ids[row, col], scores[row, col] = cid, score
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            if n <= self._store.ef_search:
+                search_all(conn)
+                return
+            # An HNSW scan returns at most ef_search rows: widen it for this search alone.
+            with conn.transaction():
+                conn.execute(f"SET LOCAL hnsw.ef_search = {min(int(n), MAX_EF_SEARCH)}")
+                search_all(conn)
 
         if n > 0:
             self._store.run(run)
