@@ -31,12 +31,14 @@ re-run or a fusion experiment does no model work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
+import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -424,6 +426,29 @@ def fill_store(target: Any, meta: IndexMeta, upserts: Sequence[DocumentUpsert]) 
     return out
 
 
+@contextlib.contextmanager
+def pg_server() -> Iterator[Any]:
+    """A PostgreSQL server for a benchmark (tests/pg.py, with ``PG_SETTINGS``), in a temporary folder of
+    its own: tests/pg.py stops the servers it finds under the temp folder whose owner process it cannot
+    see (left by a killed run), and a test run in another PID namespace sharing /tmp would take this
+    one for such a server."""
+    import os
+    import tempfile
+
+    from tests.pg import PgServer
+
+    root = tempfile.mkdtemp(prefix="ask-bench-pg-")
+    os.chmod(root, 0o755)  # the server's own OS user (when we are root) must reach its folder
+    saved = tempfile.tempdir
+    tempfile.tempdir = root
+    try:
+        with PgServer(settings=PG_SETTINGS) as server:
+            yield server
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def agreement(a: list[Any], b: list[Any]) -> float:
     """Share of queries whose cited paragraphs (in order) are the same in two runs."""
     return round(mean(x == y for x, y in zip(a, b, strict=True)), 4) if a else 0.0
@@ -438,7 +463,6 @@ def eval_stores(bench: Bench, stores: Sequence[str], n_queries: int | None, n_qu
                 fusions: Sequence[str]) -> dict[str, Any]:
     """SciFact and SQuAD over each store, the PostgreSQL one filled from the local index's records."""
     from service.store.postgres import PostgresStore
-    from tests.pg import PgServer
 
     sci, sq = datasets.scifact(), datasets.squad()
     dirs = {"scifact": bench.index("scifact", sci.corpus), "squad": bench.index("squad", sq.corpus)}
@@ -456,7 +480,7 @@ def eval_stores(bench: Bench, stores: Sequence[str], n_queries: int | None, n_qu
     if "postgresql" in stores:
         ranked["postgresql"] = {}
         out["postgresql"] = {}
-        with PgServer(settings=PG_SETTINGS) as server:
+        with pg_server() as server:
             out["postgres_version"] = server.query("SHOW server_version")[0][0]
             opened = []
             try:

@@ -661,9 +661,8 @@ def bench_stores(index: Path, queries: list[str], n: int, clients: int, seconds:
     from service.store.base import IndexMeta
     from service.store.local import LocalStore
     from service.store.postgres import PostgresStore
-    from tests.pg import PgServer
 
-    from .quality import PG_SETTINGS, fill_store, index_records
+    from .quality import PG_SETTINGS, fill_store, index_records, pg_server
 
     settings = Settings()
     info = model_info(settings.model)
@@ -673,9 +672,9 @@ def bench_stores(index: Path, queries: list[str], n: int, clients: int, seconds:
     out: dict[str, Any] = {"postgres_settings": PG_SETTINGS, "requests": n, "clients": clients,
                            "write_documents": len(docs) - 1, "chunks_per_write_document": statistics.median(counts),
                            "model_encode_one_document_ms": ms(statistics.median(encode[1:])), "fill": {}}
-    with tempfile.TemporaryDirectory(prefix="ask-bench-stores-") as tmp, PgServer(settings=PG_SETTINGS) as pg_server:
+    with tempfile.TemporaryDirectory(prefix="ask-bench-stores-") as tmp, pg_server() as db:
         root = Path(tmp)
-        out["postgres_version"] = pg_server.query("SHOW server_version")[0][0]
+        out["postgres_version"] = db.query("SHOW server_version")[0][0]
         corpus = root / "scifact"  # API writes to the local store land here (the database keeps its own)
         corpus.mkdir()
         m, upserts = index_records(index, settings)
@@ -691,7 +690,7 @@ def bench_stores(index: Path, queries: list[str], n: int, clients: int, seconds:
         local = LocalStore(folders["local"], info.sha256, hnsw_threshold=settings.hnsw_threshold, lexical_text=lexical)
         out["fill"]["local"] = fill_store(local, meta, upserts)
         log(f"stores: local filled {out['fill']['local']}")
-        pg = PostgresStore(pg_server.url, model_sha256=info.sha256)
+        pg = PostgresStore(db.url, model_sha256=info.sha256)
         try:
             out["fill"]["postgresql"] = fill_store(pg, meta, upserts)
             out["pgvector_version"] = pg.run(lambda c: c.execute(
@@ -700,7 +699,7 @@ def bench_stores(index: Path, queries: list[str], n: int, clients: int, seconds:
             pg.close()
         log(f"stores: postgresql filled {out['fill']['postgresql']}")
         del upserts
-        for name, url in (("local", None), ("postgresql", pg_server.url)):
+        for name, url in (("local", None), ("postgresql", db.url)):
             server = Server(folders[name], store=url, log_name=f"server-{name}.log")
             try:
                 r: dict[str, Any] = {"server_start_s": round(server.start_seconds, 2)}
@@ -723,18 +722,28 @@ def bench_stores(index: Path, queries: list[str], n: int, clients: int, seconds:
             finally:
                 server.stop()
             out[name] = r
-    lo, pg_r = out["local"], out["postgresql"]
-    out["pg_over_local"] = {
-        "http_p50": round(pg_r["http_p50_ms"] / lo["http_p50_ms"], 2),
-        "http_p99": round(pg_r["http_p99_ms"] / lo["http_p99_ms"], 2),
-        "requests_per_s": round(pg_r["concurrency"]["requests_per_s"] / lo["concurrency"]["requests_per_s"], 2),
-        "concurrent_p50": round(pg_r["concurrency"]["p50_ms"] / lo["concurrency"]["p50_ms"], 2),
-        "concurrent_p99": round(pg_r["concurrency"]["p99_ms"] / lo["concurrency"]["p99_ms"], 2),
-        "put_p50": round(pg_r["writes"]["put_p50_ms"] / lo["writes"]["put_p50_ms"], 2),
-        "delete_p50": round(pg_r["writes"]["delete_p50_ms"] / lo["writes"]["delete_p50_ms"], 2),
-        "fill_seconds": round(out["fill"]["postgresql"]["seconds"] / out["fill"]["local"]["seconds"], 2),
-    }
+    out["pg_over_local"] = pg_over_local(out)
     return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(f"{a / b:.3g}")  # three significant digits: PUT and DELETE ratios are far below 0.01
+
+
+def pg_over_local(out: dict[str, Any]) -> dict[str, float]:
+    lo, pg = out["local"], out["postgresql"]
+    return {
+        "http_p50": _ratio(pg["http_p50_ms"], lo["http_p50_ms"]),
+        "http_p99": _ratio(pg["http_p99_ms"], lo["http_p99_ms"]),
+        "requests_per_s": _ratio(pg["concurrency"]["requests_per_s"], lo["concurrency"]["requests_per_s"]),
+        "concurrent_p50": _ratio(pg["concurrency"]["p50_ms"], lo["concurrency"]["p50_ms"]),
+        "concurrent_p99": _ratio(pg["concurrency"]["p99_ms"], lo["concurrency"]["p99_ms"]),
+        "put_p50": _ratio(pg["writes"]["put_p50_ms"], lo["writes"]["put_p50_ms"]),
+        "put_without_model_p50": _ratio(pg["writes"]["put_without_model_p50_ms"], lo["writes"]["put_without_model_p50_ms"]),
+        "delete_p50": _ratio(pg["writes"]["delete_p50_ms"], lo["writes"]["delete_p50_ms"]),
+        "fill_seconds": _ratio(out["fill"]["postgresql"]["seconds"], out["fill"]["local"]["seconds"]),
+        "server_start": _ratio(pg["server_start_s"], lo["server_start_s"]),
+    }
 
 
 def stores_table(s: dict[str, Any]) -> str:
@@ -749,7 +758,7 @@ def stores_table(s: dict[str, Any]) -> str:
         f"{fp['seconds']} s ({fp['chunks_per_s']} chunks/s) + ANALYZE {fp.get('analyze_seconds')} s | "
         f"{ratio['fill_seconds']}× |",
         f"| server start (to first 200 on /health) | {lo['server_start_s']} s | {pg['server_start_s']} s | "
-        f"{round(pg['server_start_s'] / lo['server_start_s'], 2)}× |",
+        f"{ratio['server_start']}× |",
         f"| HTTP /v1/search p50 (sequential, k=10, {s['requests']} claims) | {lo['http_p50_ms']} ms | "
         f"{pg['http_p50_ms']} ms | {ratio['http_p50']}× |",
         f"| HTTP /v1/search p99 | {lo['http_p99_ms']} ms | {pg['http_p99_ms']} ms | {ratio['http_p99']}× |",
@@ -765,8 +774,7 @@ def stores_table(s: dict[str, Any]) -> str:
         f"| (of a PUT: the model alone, ONNX encode of its chunks, p50) | {s['model_encode_one_document_ms']} ms | "
         f"{s['model_encode_one_document_ms']} ms | |",
         f"| (a PUT less its document's model time, p50) | {lw['put_without_model_p50_ms']} ms | "
-        f"{pw['put_without_model_p50_ms']} ms | "
-        f"{round(pw['put_without_model_p50_ms'] / lw['put_without_model_p50_ms'], 3)}× |",
+        f"{pw['put_without_model_p50_ms']} ms | {ratio['put_without_model_p50']}× |",
         f"| server RSS after the run (peak) | {lo['server_rss_mib']} ({lo['server_peak_rss_mib']}) MiB | "
         f"{pg['server_rss_mib']} ({pg['server_peak_rss_mib']}) MiB + the database's | |",
         "", f"PostgreSQL {s.get('postgres_version')}, pgvector {s.get('pgvector_version')}, database "
