@@ -27,6 +27,7 @@ from .corpus import CorpusError, Document, Skipped, load_document, walk
 from .embed_cache import EmbeddingCache
 from .embedding import Embedder, ModelInfo, TorchEmbedder, WordPieces, model_info, onnx_path_for
 from .files import temp_name
+from .formats import READERS_VERSION
 from .store import open_store, write_error
 from .store.base import ChunkRecord, DocRecord, DocumentUpsert, IndexMeta, IndexView, IndexWriter, Store
 
@@ -47,6 +48,7 @@ class IndexReport:
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    empty_pages: dict[str, list[int]] = field(default_factory=dict)  # pages without text (scanned), skipped
     chunks_embedded: int = 0
     chunks_total: int = 0
     documents_total: int = 0
@@ -58,6 +60,8 @@ class IndexReport:
             f"{len(self.added)} added, {len(self.changed)} changed, {len(self.deleted)} deleted, "
             f"{self.unchanged} unchanged, {len(self.skipped)} skipped"
         )
+        if self.empty_pages:
+            what += f", {sum(map(len, self.empty_pages.values()))} pages without text skipped"
         state = f"snapshot {self.snapshot}" if self.snapshot else "index already up to date"
         return (
             f"{self.documents_total} documents, {self.chunks_total} chunks ({what}; "
@@ -68,6 +72,7 @@ class IndexReport:
         return {
             "corpus": self.corpus, "added": self.added, "changed": self.changed, "deleted": self.deleted,
             "unchanged": self.unchanged, "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "empty_pages": self.empty_pages,
             "chunks_embedded": self.chunks_embedded, "chunks_total": self.chunks_total,
             "documents_total": self.documents_total, "snapshot": self.snapshot, "seconds": round(self.seconds, 3),
         }
@@ -146,12 +151,13 @@ class Indexer:
         return {
             "version": CHUNKER_VERSION, "chunk_tokens": budget, "overlap_sentences": s.chunk_overlap_sentences,
             "title_tokens": s.title_tokens, "embed_title": s.embed_title, "sentences": s.sentence_chunks,
+            "readers": READERS_VERSION,  # how files become text (service.formats): a change re-reads every file
         }
 
     def _same_chunking(self, view: IndexView) -> bool:
         """Whether ``view`` was chunked as these settings chunk (indexes written before sentence
         chunks became a setting have them: chunker version 2 always made them)."""
-        return {"sentences": True, **view.meta.chunking} == self._chunking()
+        return {"sentences": True, "readers": 0, **view.meta.chunking} == self._chunking()
 
     def _meta(self, corpus: Path) -> IndexMeta:
         i = self.info
@@ -191,6 +197,11 @@ class Indexer:
                     docs.append(load_document(path, source, self.settings.max_file_bytes))
                 except CorpusError as exc:
                     self._skip(report, Skipped(source, str(exc)))
+                    continue
+                if docs[-1].empty_pages:
+                    report.empty_pages[source] = list(docs[-1].empty_pages)
+                    log.warning("%s: pages %s have no text layer (scanned?) and are skipped", source,
+                                ", ".join(map(str, docs[-1].empty_pages)))
             self._commit_changes(writer, root, docs, None, report, rebuild=rebuild)
         report.seconds = time.monotonic() - started
         return report
