@@ -30,12 +30,14 @@ log = logging.getLogger(__name__)
 INSTRUCTIONS = """\
 This server searches a private collection of articles and cites them to the paragraph.
 - `search` finds the passages most relevant to a query. Each result has an `id` such as
-  `seeds/003_517cb5bd72187ee7.txt#p4` (file + paragraph) and a `quote`: the sentence that matches best.
+  `seeds/003_517cb5bd72187ee7.txt#p4` (file + paragraph; `report.pdf#page3.p2` in a PDF or Word file:
+  page + paragraph on that page) and a `quote`: the sentence that matches best.
 - `fetch` reads one result in full: pass a result `id` for its paragraph, or a document path
   (`seeds/003_517cb5bd72187ee7.txt`) for the whole article with numbered paragraphs.
 - `ask` answers a factual question with one extractive sentence and the passages behind it; its
   `answer` is null when the articles hold no good evidence (say so rather than guessing).
-Cite what you use as `source ¶paragraph` (for example `seeds/003_517cb5bd72187ee7.txt ¶4`)."""
+Cite what you use as `source ¶paragraph` (for example `seeds/003_517cb5bd72187ee7.txt ¶4`), or
+`source p. page ¶paragraph` when a result has a `page` (`report.pdf p. 3 ¶2`)."""
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
