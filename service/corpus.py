@@ -49,6 +49,7 @@ class Document:
     metadata: dict[str, str] = field(default_factory=dict)  # e.g. an HTML page's publication date
     pages: int | None = None  # paged formats (PDF, Word with page breaks): the page count
     empty_pages: tuple[int, ...] = ()  # pages without a text layer (scanned), skipped
+    unread: bool = False  # the bytes are those already indexed: the text was not extracted again
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +83,13 @@ def title_of(text: str, fallback: str) -> str:
     return fallback
 
 
-def load_document(path: Path, source: str, max_bytes: int) -> Document:
-    """Read and decode one file; raises CorpusError with a human reason when it cannot be indexed."""
+def load_document(path: Path, source: str, max_bytes: int, indexed_sha256: str | None = None) -> Document:
+    """Read and decode one file; raises CorpusError with a human reason when it cannot be indexed.
+
+    ``indexed_sha256``: the hash of the version already indexed (by the same readers). When the
+    bytes still have it, their text is not extracted again (a PDF costs milliseconds a page): the
+    document comes back ``unread``, with no text, for the indexer to keep as it is.
+    """
     try:
         st = path.stat()
     except OSError as exc:
@@ -98,6 +104,10 @@ def load_document(path: Path, source: str, max_bytes: int) -> Document:
         data = path.read_bytes()
     except OSError as exc:
         raise CorpusError(f"cannot read: {exc.strerror}") from None
+    if indexed_sha256 is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == indexed_sha256:
+            return Document(source, "", digest, "", "", unread=True)
     return document_from_bytes(data, source, path.suffix)
 
 

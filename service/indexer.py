@@ -188,13 +188,15 @@ class Indexer:
         report = IndexReport(corpus=str(root))
         with self.store.writer() as writer:
             docs: list[Document] = []
+            prev = None if rebuild else writer.previous()
+            indexed = prev.hashes() if prev is not None and self._same_chunking(prev) else {}
             for item in walk(root, self.settings.extensions, self.settings.external_symlinks):
                 if isinstance(item, Skipped):
                     self._skip(report, item)
                     continue
                 path, source = item
                 try:
-                    docs.append(load_document(path, source, self.settings.max_file_bytes))
+                    docs.append(load_document(path, source, self.settings.max_file_bytes, indexed.get(source)))
                 except CorpusError as exc:
                     self._skip(report, Skipped(source, str(exc)))
                     continue
@@ -251,6 +253,8 @@ class Indexer:
             if same_chunking and indexed.get(doc.source) == doc.sha256:
                 report.unchanged += 1
                 continue
+            if doc.unread:  # only made when the hash matched under this same writer: cannot happen
+                raise RuntimeError(f"{doc.source} was not read but needs indexing")
             (report.changed if doc.source in indexed else report.added).append(doc.source)
             todo.append(doc)
         if deletes is None:

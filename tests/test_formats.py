@@ -220,3 +220,25 @@ def test_old_indexes_are_read_again_by_the_new_readers(settings: Settings, fake_
     path.write_text(json.dumps(manifest))
     report = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
     assert report.changed == ["corpus/guide.md"] and report.unchanged == 0
+
+
+def test_unchanged_files_are_not_read_again(mixed: Engine, settings: Settings, fake_embedder: FakeEmbedder,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-run hashes each file's bytes and extracts only those that changed (a PDF costs ms a page)."""
+    import service.corpus
+
+    read: list[str] = []
+
+    def counting(data: bytes, suffix: str):  # type: ignore[no-untyped-def]
+        read.append(suffix)
+        return extract(data, suffix)
+
+    monkeypatch.setattr(service.corpus, "extract", counting)
+    report = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
+    assert read == [] and report.unchanged == 5 and report.snapshot is None
+    write(settings.corpus, "reports/2024/fisheries.pdf", build_pdf() + b"\n% a trailing comment\n")
+    report = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
+    assert read == [".pdf"] and report.changed == ["corpus/reports/2024/fisheries.pdf"]
+    assert mixed.search_cited("herring stocks recovered western channel", 1)[0].page == 3
+    rebuilt = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus, rebuild=True)
+    assert len(read) == 6 and rebuilt.documents_total == 5
