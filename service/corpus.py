@@ -113,7 +113,14 @@ def load_document(path: Path, source: str, max_bytes: int, indexed_sha256: str |
 
 def document_from_bytes(data: bytes, source: str, suffix: str = ".txt") -> Document:
     """A file's bytes as a document, read by the format its suffix names (``service.formats``)."""
-    got = extract(data, suffix)
+    try:
+        got = extract(data, suffix)
+    except (CorpusError, MemoryError):
+        raise
+    except Exception as exc:  # a damaged file is skipped with a reason, never stops a run
+        log.debug("reading %s failed", source, exc_info=True)
+        raise CorpusError(f"cannot be read as {suffix.lower().lstrip('.') or 'text'} "
+                          f"({type(exc).__name__}: {str(exc)[:200]})") from None
     if not got.text.strip():
         raise CorpusError("no text (empty or whitespace only)")
     name = source.rsplit("/", 1)[-1]

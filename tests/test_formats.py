@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from service.config import Settings
 from service.corpus import CorpusError, document_from_bytes, paragraphs
@@ -242,3 +245,67 @@ def test_unchanged_files_are_not_read_again(mixed: Engine, settings: Settings, f
     assert mixed.search_cited("herring stocks recovered western channel", 1)[0].page == 3
     rebuilt = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus, rebuild=True)
     assert len(read) == 6 and rebuilt.documents_total == 5
+
+
+# -- properties ------------------------------------------------------------------------------------------
+_PDF = build_pdf()
+_DOCX = build_docx()
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.sampled_from([".pdf", ".docx"]), edits=st.lists(
+    st.tuples(st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=8)), min_size=1, max_size=6),
+    cut=st.one_of(st.none(), st.floats(0.05, 1)))
+def test_damaged_binary_files_are_read_or_refused_with_a_reason(which: str, edits: list[tuple[float, bytes]],
+                                                                 cut: float | None) -> None:
+    """Bytes overwritten or cut anywhere: the file is read, or refused with CorpusError; nothing else."""
+    data = bytearray(_PDF if which == ".pdf" else _DOCX)
+    for where, junk in edits:
+        at = int(where * len(data))
+        data[at : at + len(junk)] = junk
+    if cut is not None:
+        data = data[: max(1, int(cut * len(data)))]
+    try:
+        doc = document_from_bytes(bytes(data), f"c/x{which}", which)
+    except CorpusError as exc:
+        assert str(exc)
+        return
+    for p in paragraphs(doc.text):  # whatever was read is cited consistently
+        assert doc.text[p.start : p.end].strip() == doc.text[p.start : p.end]
+    if doc.pages is not None:
+        assert page_map(doc.text).pages == doc.text.count("\f") + 1
+
+
+_SEGMENT = st.one_of(st.sampled_from(["<page>", "<rendered>"]),
+                     st.from_regex(r"[A-Za-z][a-z]{0,6}( [a-z]{1,6}){0,3}", fullmatch=True), st.just("  "))
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(blocks=st.lists(st.lists(_SEGMENT, max_size=5), max_size=8))
+def test_word_page_breaks_place_each_paragraph_on_the_page_where_it_starts(blocks: list[list[str]]) -> None:
+    """A model of Word's breaks: a paragraph starts on 1 + the breaks before its first words, where a
+    rendered break right after an explicit one (no words between) is the same break."""
+    from service.formats.docx import _PAGE, _RENDERED, _assemble
+
+    marks = {"<page>": _PAGE, "<rendered>": _RENDERED}
+    page, explicit_open, expected = 1, False, []
+    for block in blocks:
+        started = False
+        for seg in block:
+            if seg in marks:
+                if seg == "<rendered>" and explicit_open:
+                    continue
+                explicit_open = seg == "<page>"
+                page += 1
+            elif seg.strip():
+                explicit_open = False
+                if not started:
+                    expected.append((page, seg))
+                    started = True
+    text = _assemble(["".join(marks.get(seg, seg) for seg in block) for block in blocks])
+    paras = paragraphs(text)
+    assert len(paras) == len(expected)
+    pages = page_map(text)
+    for para, (start_page, first_words) in zip(paras, expected, strict=True):
+        assert pages.place(para.number)[0] == start_page
+        assert text[para.start : para.end].startswith(first_words)
