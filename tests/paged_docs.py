@@ -33,7 +33,14 @@ PDF_CONTINUATION = "reduced by half over the decade."  # first line of page 3, e
 def build_pdf() -> bytes:
     from fpdf import FPDF
 
-    pdf = FPDF(format="A4")
+    class Report(FPDF):
+        def header(self) -> None:  # a running head: furniture, not indexed
+            if self.page_no() != 4:
+                self.set_font("Helvetica", style="I", size=8)
+                self.set_xy(20, 8)
+                self.cell(0, 4, f"Fisheries Review 2024 - section {self.page_no()}")
+
+    pdf = Report(format="A4")
     pdf.set_title(PDF_TITLE)
     pdf.set_auto_page_break(False)
     for number, paras in enumerate(PDF_PAGES, start=1):

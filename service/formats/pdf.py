@@ -6,7 +6,7 @@ when the white space above it is well over the page's usual spacing between line
 small gap) or a line high, when it sits above the previous line (another column, a box placed out
 of order), or when its font size changes (a heading). Lines of one paragraph are joined by a space;
 a word hyphenated at a line end is joined again. A lone page number at the top or bottom of a page
-is dropped.
+is dropped, and so are running heads and feet (a line that recurs at the top or bottom of most pages).
 
 Pages are separated by a form feed (``\\f``) on a line of its own, so the paragraph rule sees a
 break there; a paragraph that runs on to the next page (it does not end a sentence and the next
@@ -112,7 +112,7 @@ def _join(lines: list[str]) -> str:
     return re.sub(r"[ \t]+", " ", out)
 
 
-def _page_paragraphs(page: Any) -> list[str]:
+def _page_lines(page: Any) -> list[_Line]:
     textpage = page.get_textpage()
     try:
         lines = _lines(textpage)
@@ -123,7 +123,28 @@ def _page_paragraphs(page: Any) -> list[str]:
         lines.pop()
     while lines and _PAGE_NUMBER.fullmatch(lines[0].text.strip()):
         lines.pop(0)
-    return [t for t in (_join([x.text for x in p]) for p in _paragraphs(lines)) if t]
+    return lines
+
+
+def _furniture_key(line: _Line) -> str:
+    return re.sub(r"\d+", "#", " ".join(line.text.lower().split()))
+
+
+def _drop_running_heads(pages: list[list[_Line]]) -> None:
+    """Remove running heads and feet: a line among the first or last two of a page whose text (digits
+    aside: "Review 2024, page 7") recurs there on at least half the pages with text, and on three."""
+    edges = [{_furniture_key(x) for x in lines[:2] + lines[-2:]} for lines in pages if lines]
+    counts: dict[str, int] = {}
+    for keys in edges:
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+    furniture = {k for k, c in counts.items() if c >= 3 and c * 2 >= len(edges)}
+    if not furniture:
+        return
+    for lines in pages:
+        keep = [x for i, x in enumerate(lines)
+                if not ((i < 2 or i >= len(lines) - 2) and _furniture_key(x) in furniture)]
+        lines[:] = keep
 
 
 def _continues(previous: str, following: str) -> bool:
@@ -165,18 +186,20 @@ def read(data: bytes, max_pages: int = MAX_PAGES) -> Extracted:
             title = _sane_title(pdf.get_metadata_dict().get("Title"))
         except Exception:  # noqa: BLE001 -- damaged metadata must not lose the text
             title = None
-        pages: list[list[str]] = []
+        page_lines: list[list[_Line]] = []
         for i in range(n):
             try:
                 page = pdf[i]
             except pdfium.PdfiumError as exc:
                 raise CorpusError(f"damaged PDF: page {i + 1} cannot be read ({exc})") from None
             try:
-                pages.append(_page_paragraphs(page))
+                page_lines.append(_page_lines(page))
             finally:
                 page.close()
     finally:
         pdf.close()
+    _drop_running_heads(page_lines)
+    pages = [[t for t in (_join([x.text for x in p]) for p in _paragraphs(lines)) if t] for lines in page_lines]
     empty = tuple(i + 1 for i, paras in enumerate(pages) if not paras)
     if len(empty) == n:
         raise CorpusError(f"no text layer on any of its {n} pages (a scanned PDF? it needs OCR first)")
