@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -210,19 +208,26 @@ def test_documents_report_pages_and_markup_free_text(mixed: Engine) -> None:
     assert html.title == HTML_TITLE and not any(noise in html.text for noise in BOILERPLATE)
 
 
-def test_old_indexes_are_read_again_by_the_new_readers(settings: Settings, fake_embedder: FakeEmbedder,
-                                                        tmp_path: Path) -> None:
-    """An index made before the format readers holds HTML and Markdown as raw text: it is re-read."""
+def test_old_indexes_are_read_again_by_the_new_readers(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    """An index made before the format readers holds Markdown as raw text: those files are read and
+    embedded again; plain-text files, whose reading did not change, keep their chunks and vectors."""
     import json
 
     write(settings.corpus, "guide.md", "# Sailing guide\n\nAlways carry a **tide table**.\n")
+    write(settings.corpus, "notes.txt", "Notes\n\nThe keeper logs the weather at dawn.\n")
     name = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus).snapshot
     path = settings.index / str(name) / "manifest.json"
     manifest = json.loads(path.read_text())
     del manifest["chunking"]["readers"]  # as written before this change
     path.write_text(json.dumps(manifest))
+    engine = Engine(settings, embedder=fake_embedder)
+    # An API write reads one file only: the Markdown file stays due for a new reading.
+    engine.put_document("corpus/more.txt", b"More\n\nGulls nest on the roof.\n")
     report = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
-    assert report.changed == ["corpus/guide.md"] and report.unchanged == 0
+    assert report.changed == ["corpus/guide.md"] and report.unchanged == 2
+    assert "**" not in engine.document("corpus/guide.md").text
+    again = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
+    assert again.unchanged == 3 and again.snapshot is None
 
 
 def test_unchanged_files_are_not_read_again(mixed: Engine, settings: Settings, fake_embedder: FakeEmbedder,

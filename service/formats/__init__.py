@@ -12,14 +12,27 @@ metadata); ``title`` is ``None`` when it declares none.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .text import CorpusError
 
-# Bumped whenever a reader's output changes: an index made by older readers is chunked again from
-# the files (the manifest's chunking settings record it), so no stale text stays indexed.
-READERS_VERSION = 1
+# Each reader's version, by file suffix, recorded in the index's chunking settings; bumped whenever
+# the reader's output changes, so that the files it reads are read and chunked again at the next
+# run (no stale text stays indexed) while files of other formats keep their chunks and vectors.
+# Plain text is version 0 (absent): its text has not changed since indexes recorded no versions.
+READER_VERSIONS: dict[str, int] = {".md": 1, ".markdown": 1, ".html": 1, ".htm": 1, ".pdf": 1, ".docx": 1}
+
+
+def stale_suffixes(recorded: Mapping[str, int]) -> frozenset[str]:
+    """Suffixes whose reader changed since an index recorded ``recorded`` (its ``chunking["readers"]``)."""
+    suffixes = set(READER_VERSIONS) | set(recorded)
+    return frozenset(s for s in suffixes if recorded.get(s, 0) != READER_VERSIONS.get(s, 0))
+
+
+def suffix_of(source: str) -> str:
+    name = source.rsplit("/", 1)[-1]
+    return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 PAGE_BREAK = "\f"
 
@@ -64,4 +77,4 @@ def extract(data: bytes, suffix: str) -> Extracted:
     return _reader(suffix.lower())(data)
 
 
-__all__ = ["PAGE_BREAK", "READERS_VERSION", "CorpusError", "Extracted", "extract"]
+__all__ = ["PAGE_BREAK", "READER_VERSIONS", "CorpusError", "Extracted", "extract", "stale_suffixes", "suffix_of"]
