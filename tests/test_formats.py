@@ -314,3 +314,34 @@ def test_word_page_breaks_place_each_paragraph_on_the_page_where_it_starts(block
     for para, (start_page, first_words) in zip(paras, expected, strict=True):
         assert pages.place(para.number)[0] == start_page
         assert text[para.start : para.end].startswith(first_words)
+
+
+def test_pdf_paragraphs_by_first_line_indent_without_gaps() -> None:
+    """Books and papers mark paragraphs by indenting their first line, with no gap; a list item's
+    hanging indent does not start a paragraph."""
+    from fpdf import FPDF
+
+    lines = [  # (indent in mm, text): three paragraphs, then a list item wrapped onto two lines
+        (8, "The survey began in the spring of the year and covered"),
+        (0, "every harbour on the northern coast."),
+        (8, "Each vessel was inspected twice, once before the season"),
+        (0, "opened and once after it closed."),
+        (0, "The results were published in the autumn."),
+        (8, "Three findings stand out."),
+        (0, "- Nets were replaced more often than the rules"),
+        (4, "require, at a cost to the owners."),
+    ]
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.set_y(20)
+    for indent, text in lines:
+        pdf.set_x(20 + indent)
+        pdf.cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+    text = extract(bytes(pdf.output()), ".pdf").text
+    assert [text[p.start : p.end] for p in paragraphs(text)] == [
+        "The survey began in the spring of the year and covered every harbour on the northern coast.",
+        "Each vessel was inspected twice, once before the season opened and once after it closed. "
+        "The results were published in the autumn.",
+        "Three findings stand out. - Nets were replaced more often than the rules require, at a cost to the owners.",
+    ]

@@ -4,7 +4,8 @@ the layout.
 On each page, lines come in PDFium's reading order with their boxes. A line starts a new paragraph
 when the white space above it is well over the page's usual spacing between lines (the typical
 small gap) or a line high, when it sits above the previous line (another column, a box placed out
-of order), or when its font size changes (a heading). Lines of one paragraph are joined by a space;
+of order), when its font size changes (a heading), or when it is indented from the line before (a
+first-line indent, unless that line starts a list item). Lines of one paragraph are joined by a space;
 a word hyphenated at a line end is joined again. A lone page number at the top or bottom of a page
 is dropped, and so are running heads and feet (a line that recurs at the top or bottom of most pages).
 
@@ -32,6 +33,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
 _PAGE_NUMBER = re.compile(r"(?:page\s*)?[-–]?\s*\d{1,4}\s*[-–]?(?:\s*(?:of|/)\s*\d{1,4})?", re.I)
 _SENTENCE_END = re.compile(r"[.!?:;\"'”’)\]]$")
 _HYPHENATED = re.compile(r"[^\W\d_]-$")
+_BULLET = re.compile(r"\s*(?:[•◦▪‣∙·*–-]|\(?\d{1,3}[.)]|\(?[a-z][.)])\s")
 
 
 @dataclass(slots=True)
@@ -92,6 +94,8 @@ def _paragraphs(lines: list[_Line]) -> list[list[_Line]]:
             or gap > 1.0 * size  # a blank line's worth, even where every line is a paragraph
             or line.bottom > prev.top  # moved up: another column, or a box placed out of order
             or abs(prev.height - line.height) > 0.2 * size  # another font size: a heading
+            or (0.8 * size < line.left - prev.left < 4 * size  # a first-line indent (books, papers)
+                and not _BULLET.match(prev.text))  # not the hanging indent of a list item
         )
         if new:
             paras.append([line])
