@@ -52,10 +52,12 @@ class Citation:
     quote_start: int
     quote_end: int
     title: str = ""
+    page: int | None = None  # paged formats (PDF, Word): the page where the paragraph starts, and
+    # then ``paragraph`` counts within that page (``service.pages``)
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "source": self.source, "paragraph": self.paragraph, "text": self.text,
+            "source": self.source, "page": self.page, "paragraph": self.paragraph, "text": self.text,
             "char_start": self.char_start, "char_end": self.char_end, "score": round(self.score, 6),
             "quote": self.quote, "quote_start": self.quote_start, "quote_end": self.quote_end,
             "title": self.title,

@@ -68,6 +68,8 @@ def _server_url(value: str) -> str:
 
 
 def _print_answer(result: dict[str, Any]) -> None:
+    from .pages import label
+
     width = 100
     if result["answer"] is not None:
         print(textwrap.fill(result["answer"], width))
@@ -77,7 +79,7 @@ def _print_answer(result: dict[str, Any]) -> None:
             print("\nClosest passages:")
     print()
     for i, c in enumerate(result["citations"], start=1):
-        print(f"[{i}] {c['source']} ¶{c['paragraph']}")
+        print(f"[{i}] {label(c['source'], c.get('page'), c['paragraph'])}")
         print(textwrap.fill(f"“{c['quote']}”", width, initial_indent="    ", subsequent_indent="    "))
 
 

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     )
 
     # --- ingestion and chunking --------------------------------------------------------
-    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".text", ".html", ".htm")
+    extensions: tuple[str, ...] = (".txt", ".md", ".markdown", ".text", ".html", ".htm", ".pdf", ".docx")
     max_file_bytes: int = Field(32 * 1024 * 1024, description="Larger files are skipped with a reason.")
     external_symlinks: bool = Field(
         False, description="Index files and folders that symlinks inside the corpus point to outside it "

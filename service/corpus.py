@@ -15,24 +15,20 @@ import os
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .formats import PAGE_BREAK, extract
+from .formats.html import html_to_text
+from .formats.text import CorpusError, decode
+
+__all__ = ["PAGE_BREAK", "CorpusError", "Document", "Paragraph", "Skipped", "decode", "document_from_bytes",
+           "html_to_text", "load_document", "paragraphs", "source_name", "title_of", "walk"]
 
 log = logging.getLogger(__name__)
 
 _NEWLINE = r"(?:\r\n|\r(?!\n)|\n)"
 _PARAGRAPH_BREAK = re.compile(rf"{_NEWLINE}(?:[^\S\r\n]*{_NEWLINE})+")
-_BOMS: tuple[tuple[bytes, str], ...] = (
-    (b"\xef\xbb\xbf", "utf-8-sig"),
-    (b"\xff\xfe\x00\x00", "utf-32"),
-    (b"\x00\x00\xfe\xff", "utf-32"),
-    (b"\xff\xfe", "utf-16"),
-    (b"\xfe\xff", "utf-16"),
-)
-
-
-class CorpusError(ValueError):
-    """A file that cannot be indexed; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +44,12 @@ class Document:
     text: str
     sha256: str
     encoding: str
-    title: str
+    title: str  # the declared title, else the first line
+    declared_title: str | None = None  # what the format declares (Markdown '# Title', HTML <title>, PDF metadata)
+    metadata: dict[str, str] = field(default_factory=dict)  # e.g. an HTML page's publication date
+    pages: int | None = None  # paged formats (PDF, Word with page breaks): the page count
+    empty_pages: tuple[int, ...] = ()  # pages without a text layer (scanned), skipped
+    unread: bool = False  # the bytes are those already indexed: the text was not extracted again
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,70 +83,13 @@ def title_of(text: str, fallback: str) -> str:
     return fallback
 
 
-def decode(data: bytes) -> tuple[str, str]:
-    """Bytes to text. Byte-order marks first, then strict UTF-8, then charset detection.
+def load_document(path: Path, source: str, max_bytes: int, indexed_sha256: str | None = None) -> Document:
+    """Read and decode one file; raises CorpusError with a human reason when it cannot be indexed.
 
-    Raises CorpusError for binary data or text no decoder accepts.
+    ``indexed_sha256``: the hash of the version already indexed (by the same readers). When the
+    bytes still have it, their text is not extracted again (a PDF costs milliseconds a page): the
+    document comes back ``unread``, with no text, for the indexer to keep as it is.
     """
-    for bom, enc in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data.decode(enc), enc.removesuffix("-sig")
-            except UnicodeDecodeError as exc:
-                raise CorpusError(f"invalid {enc} after its byte-order mark: {exc.reason}") from None
-    head = data[:8192]
-    if b"\x00" in head:
-        raise CorpusError("binary file (contains NUL bytes)")
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data[: 1024 * 1024]).best()
-    if best is None or best.encoding is None:
-        raise CorpusError("binary or undecodable file (no text encoding fits)")
-    if not _is_multibyte(best.encoding):
-        # Detection cannot tell single-byte Latin code pages apart on short texts (it guesses
-        # cp1250 for French); Windows-1252 is by far the most common of them, so it wins.
-        try:
-            return data.decode("cp1252"), "cp1252"
-        except UnicodeDecodeError:
-            pass
-    try:
-        return data.decode(best.encoding), best.encoding
-    except (UnicodeDecodeError, LookupError):
-        return data.decode(best.encoding, errors="replace"), f"{best.encoding}+replace"
-
-
-def _is_multibyte(encoding: str) -> bool:
-    import codecs
-
-    name = codecs.lookup(encoding).name
-    return any(m in name for m in ("gb", "big5", "shift_jis", "euc", "cp932", "cp949", "cp950", "iso2022", "hz", "utf"))
-
-
-_TAG_BLOCK = re.compile(
-    r"</?(?:p|div|br|h[1-6]|li|ul|ol|tr|table|section|article|header|footer|blockquote|pre|hr)\b[^>]*>",
-    re.I,
-)
-
-
-def html_to_text(markup: str) -> str:
-    """Readable text of an HTML page: block elements become paragraph breaks, scripts dropped."""
-    import html
-
-    markup = re.sub(r"(?is)<(script|style|noscript|template)\b.*?</\1\s*>", " ", markup)
-    markup = re.sub(r"(?s)<!--.*?-->", " ", markup)
-    markup = _TAG_BLOCK.sub("\n\n", markup)
-    markup = re.sub(r"(?s)<[^>]+>", " ", markup)
-    lines = [re.sub(r"[ \t\f\v]+", " ", html.unescape(line)).strip() for line in markup.splitlines()]
-    text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
-
-
-def load_document(path: Path, source: str, max_bytes: int) -> Document:
-    """Read and decode one file; raises CorpusError with a human reason when it cannot be indexed."""
     try:
         st = path.stat()
     except OSError as exc:
@@ -160,22 +104,36 @@ def load_document(path: Path, source: str, max_bytes: int) -> Document:
         data = path.read_bytes()
     except OSError as exc:
         raise CorpusError(f"cannot read: {exc.strerror}") from None
+    if indexed_sha256 is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == indexed_sha256:
+            return Document(source, "", digest, "", "", unread=True)
     return document_from_bytes(data, source, path.suffix)
 
 
 def document_from_bytes(data: bytes, source: str, suffix: str = ".txt") -> Document:
-    text, encoding = decode(data)
-    if suffix.lower() in (".html", ".htm"):
-        text = html_to_text(text)
-    if not text.strip():
+    """A file's bytes as a document, read by the format its suffix names (``service.formats``)."""
+    try:
+        got = extract(data, suffix)
+    except (CorpusError, MemoryError):
+        raise
+    except Exception as exc:  # a damaged file is skipped with a reason, never stops a run
+        log.debug("reading %s failed", source, exc_info=True)
+        raise CorpusError(f"cannot be read as {suffix.lower().lstrip('.') or 'text'} "
+                          f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not got.text.strip():
         raise CorpusError("no text (empty or whitespace only)")
     name = source.rsplit("/", 1)[-1]
     return Document(
         source=source,
-        text=text,
+        text=got.text,
         sha256=hashlib.sha256(data).hexdigest(),
-        encoding=encoding,
-        title=title_of(text, name),
+        encoding=got.encoding,
+        title=got.title or title_of(got.text, name),
+        declared_title=got.title,
+        metadata=dict(got.metadata),
+        pages=got.pages,
+        empty_pages=got.empty_pages,
     )
 
 

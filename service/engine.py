@@ -12,9 +12,10 @@ they catch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from .embedding import (
     onnx_path_for,
 )
 from .files import NAME_MAX, atomic_write, fsync_dir
+from .pages import PageMap, is_paged, label, may_be_paged, page_map
 from .retrieval import DenseQueries, Passage, Retriever
 from .store import open_store
 from .store.base import (
@@ -81,10 +83,11 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class ParagraphText:
-    paragraph: int
+    paragraph: int  # within ``page`` in a paged document, else in the file
     char_start: int
     char_end: int
     text: str
+    page: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +100,14 @@ class DocumentText:
     encoding: str
     text: str
     paragraphs: list[ParagraphText]
+    pages: int | None = None  # paged formats: the page count
+    empty_pages: tuple[int, ...] = ()  # pages without text (scanned, no text layer): not indexed
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "title": self.title, "sha256": self.sha256, "encoding": self.encoding,
-                "text": self.text, "paragraphs": [
-                    {"paragraph": p.paragraph, "char_start": p.char_start, "char_end": p.char_end, "text": p.text}
-                    for p in self.paragraphs]}
+                "pages": self.pages, "empty_pages": list(self.empty_pages), "text": self.text, "paragraphs": [
+                    {"page": p.page, "paragraph": p.paragraph, "char_start": p.char_start, "char_end": p.char_end,
+                     "text": p.text} for p in self.paragraphs]}
 
 
 class _Live:
@@ -111,6 +116,27 @@ class _Live:
     def __init__(self, view: IndexView, settings: Settings) -> None:
         self.view = view
         self.retriever = Retriever.from_settings(view, settings)
+        self._pages: dict[str, PageMap | None] = {}
+
+    def page_map(self, source: str) -> PageMap | None:
+        """Where a paged document's paragraphs sit (None for other documents), read once per view."""
+        if not may_be_paged(source):
+            return None
+        if source not in self._pages:
+            rec = self.view.document(source)
+            self._pages[source] = page_map(rec.text) if rec is not None and is_paged(source, rec.text) else None
+        return self._pages[source]
+
+    def place(self, citations: Sequence[Citation]) -> list[Citation]:
+        """Citations of paged documents name their page and the paragraph's number on it."""
+        out = []
+        for c in citations:
+            pages = self.page_map(c.source)
+            if pages is not None:
+                page, paragraph = pages.place(c.paragraph)
+                c = dataclasses.replace(c, page=page, paragraph=paragraph)
+            out.append(c)
+        return out
 
 
 class Engine:
@@ -227,10 +253,13 @@ class Engine:
 
     # -- queries -------------------------------------------------------------------------------------
     def _retrieve(self, query: str, k: int) -> tuple[np.ndarray, list[Passage]]:
+        return self._retrieve_live(query, k)[1:]
+
+    def _retrieve_live(self, query: str, k: int) -> tuple[_Live, np.ndarray, list[Passage]]:
         live = self._current()
         retriever = live.retriever
         vector, dense = self.dense(query, live.view.vectors, retriever.dense_candidates())
-        return vector, retriever.search(query, vector, k, dense=dense)
+        return live, vector, retriever.search(query, vector, k, dense=dense)
 
     def search(self, query: str, k: int | None = None) -> list[Passage]:
         query, k = self._check_query(query), self._check_k(k)
@@ -238,13 +267,15 @@ class Engine:
 
     def search_cited(self, query: str, k: int | None = None) -> list[Citation]:
         """Search results in rank order, each with its best-matching sentence for highlighting."""
-        query = self._check_query(query)
-        return highlight(query, self.search(query, k))
+        query, k = self._check_query(query), self._check_k(k)
+        live, _vector, passages = self._retrieve_live(query, k)
+        return live.place(highlight(query, passages))
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         question, k = self._check_query(question, "question"), self._check_k(k)
-        vector, passages = self._retrieve(question, k)
-        return build_answer(question, vector, passages, self.embedder, self.settings.abstain_threshold)
+        live, vector, passages = self._retrieve_live(question, k)
+        answer = build_answer(question, vector, passages, self.embedder, self.settings.abstain_threshold)
+        return dataclasses.replace(answer, citations=live.place(answer.citations))
 
     def context(self, query: str, max_tokens: int = 2000) -> Context:
         """The best passages, each headed by its citation, packed into ``max_tokens`` tiktoken tokens."""
@@ -261,7 +292,7 @@ class Engine:
         used = 0
         cited: list[Citation] = []
         for c in answer.citations:
-            block = f"[{len(cited) + 1}] {c.source} ¶{c.paragraph}\n{c.text}\n\n"
+            block = f"[{len(cited) + 1}] {label(c.source, c.page, c.paragraph)}\n{c.text}\n\n"
             n = count(block, cache)
             if used + n > max_tokens:
                 continue
@@ -284,8 +315,14 @@ class Engine:
         rec = view.document(source)
         if rec is None:
             raise NotFound(f"no document {source!r} in the index")
+        paras = paragraphs(rec.text)
+        if not is_paged(source, rec.text):
+            return DocumentText(rec.source, rec.title, rec.sha256, rec.encoding, rec.text, [
+                ParagraphText(p.number, p.start, p.end, rec.text[p.start : p.end]) for p in paras])
+        pages = page_map(rec.text)
         return DocumentText(rec.source, rec.title, rec.sha256, rec.encoding, rec.text, [
-            ParagraphText(p.number, p.start, p.end, rec.text[p.start : p.end]) for p in paragraphs(rec.text)])
+            ParagraphText(pages.place(p.number)[1], p.start, p.end, rec.text[p.start : p.end], pages.place(p.number)[0])
+            for p in paras], pages.pages, pages.empty_pages)
 
     def _check_source(self, source: str, corpus: str) -> str:
         """A document id is its citation name, ``<corpus folder>/<relative path>``; nothing may escape.

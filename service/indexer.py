@@ -27,6 +27,7 @@ from .corpus import CorpusError, Document, Skipped, load_document, walk
 from .embed_cache import EmbeddingCache
 from .embedding import Embedder, ModelInfo, TorchEmbedder, WordPieces, model_info, onnx_path_for
 from .files import temp_name
+from .formats import READER_VERSIONS, stale_suffixes, suffix_of
 from .store import open_store, write_error
 from .store.base import ChunkRecord, DocRecord, DocumentUpsert, IndexMeta, IndexView, IndexWriter, Store
 
@@ -47,6 +48,7 @@ class IndexReport:
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    empty_pages: dict[str, list[int]] = field(default_factory=dict)  # pages without text (scanned), skipped
     chunks_embedded: int = 0
     chunks_total: int = 0
     documents_total: int = 0
@@ -58,6 +60,8 @@ class IndexReport:
             f"{len(self.added)} added, {len(self.changed)} changed, {len(self.deleted)} deleted, "
             f"{self.unchanged} unchanged, {len(self.skipped)} skipped"
         )
+        if self.empty_pages:
+            what += f", {sum(map(len, self.empty_pages.values()))} pages without text skipped"
         state = f"snapshot {self.snapshot}" if self.snapshot else "index already up to date"
         return (
             f"{self.documents_total} documents, {self.chunks_total} chunks ({what}; "
@@ -68,6 +72,7 @@ class IndexReport:
         return {
             "corpus": self.corpus, "added": self.added, "changed": self.changed, "deleted": self.deleted,
             "unchanged": self.unchanged, "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "empty_pages": self.empty_pages,
             "chunks_embedded": self.chunks_embedded, "chunks_total": self.chunks_total,
             "documents_total": self.documents_total, "snapshot": self.snapshot, "seconds": round(self.seconds, 3),
         }
@@ -146,12 +151,20 @@ class Indexer:
         return {
             "version": CHUNKER_VERSION, "chunk_tokens": budget, "overlap_sentences": s.chunk_overlap_sentences,
             "title_tokens": s.title_tokens, "embed_title": s.embed_title, "sentences": s.sentence_chunks,
+            "readers": READER_VERSIONS,  # how files become text, by suffix (service.formats)
         }
 
     def _same_chunking(self, view: IndexView) -> bool:
         """Whether ``view`` was chunked as these settings chunk (indexes written before sentence
         chunks became a setting have them: chunker version 2 always made them)."""
-        return {"sentences": True, **view.meta.chunking} == self._chunking()
+        mine = {k: v for k, v in self._chunking().items() if k != "readers"}
+        return {"sentences": True, **{k: v for k, v in view.meta.chunking.items() if k != "readers"}} == mine
+
+    @staticmethod
+    def _current_hashes(view: IndexView) -> dict[str, str]:
+        """Indexed documents' hashes, less those of formats whose reader changed since (read again)."""
+        stale = stale_suffixes(view.meta.chunking.get("readers", {}))
+        return {s: h for s, h in view.hashes().items() if suffix_of(s) not in stale}
 
     def _meta(self, corpus: Path) -> IndexMeta:
         i = self.info
@@ -182,15 +195,22 @@ class Indexer:
         report = IndexReport(corpus=str(root))
         with self.store.writer() as writer:
             docs: list[Document] = []
+            prev = None if rebuild else writer.previous()
+            indexed = self._current_hashes(prev) if prev is not None and self._same_chunking(prev) else {}
             for item in walk(root, self.settings.extensions, self.settings.external_symlinks):
                 if isinstance(item, Skipped):
                     self._skip(report, item)
                     continue
                 path, source = item
                 try:
-                    docs.append(load_document(path, source, self.settings.max_file_bytes))
+                    docs.append(load_document(path, source, self.settings.max_file_bytes, indexed.get(source)))
                 except CorpusError as exc:
                     self._skip(report, Skipped(source, str(exc)))
+                    continue
+                if docs[-1].empty_pages:
+                    report.empty_pages[source] = list(docs[-1].empty_pages)
+                    log.warning("%s: pages %s have no text layer (scanned?) and are skipped", source,
+                                ", ".join(map(str, docs[-1].empty_pages)))
             self._commit_changes(writer, root, docs, None, report, rebuild=rebuild)
         report.seconds = time.monotonic() - started
         return report
@@ -235,11 +255,14 @@ class Indexer:
         if prev is not None and not same_chunking:
             log.warning("chunking settings changed since the last run: every document is chunked again")
         indexed = prev.hashes() if prev is not None else {}
+        current = self._current_hashes(prev) if prev is not None else {}
         todo: list[Document] = []
         for doc in docs:
-            if same_chunking and indexed.get(doc.source) == doc.sha256:
+            if same_chunking and current.get(doc.source) == doc.sha256:
                 report.unchanged += 1
                 continue
+            if doc.unread:  # only made when the hash matched under this same writer: cannot happen
+                raise RuntimeError(f"{doc.source} was not read but needs indexing")
             (report.changed if doc.source in indexed else report.added).append(doc.source)
             todo.append(doc)
         if deletes is None:
@@ -247,6 +270,14 @@ class Indexer:
             deletes = [s for s in sorted(indexed) if s not in present]
         report.deleted = [s for s in deletes if s in indexed]
         meta = self._meta(root)
+        # Until the last commit of a whole-folder run, the index records the readers it had: a run
+        # stopped half-way (or an API write, which reads one file) leaves the files of a changed reader
+        # to be read again, rather than keep some of them as the old reader read them.
+        interim = meta
+        if prev is not None and same_chunking and prev.meta.chunking.get("readers") != meta.chunking["readers"]:
+            old_readers = prev.meta.chunking.get("readers")
+            chunking = {k: v for k, v in meta.chunking.items() if k != "readers"}
+            interim = IndexMeta(meta.corpus, meta.model, {**chunking, **({"readers": old_readers} if old_readers else {})})
         corpus_moved = prev is not None and prev.meta.corpus != meta.corpus
         if prev is not None and not todo and not report.deleted and not corpus_moved:
             stats = prev.stats()
@@ -286,9 +317,9 @@ class Indexer:
                     bar.set_postfix(chunks=report.chunks_embedded, refresh=False)
                 pending.clear()
 
-            def commit() -> None:
+            def commit(last: bool = False) -> None:
                 nonlocal replace_all, first_deletes
-                result = writer.apply(meta, done, first_deletes, replace_all=replace_all)
+                result = writer.apply(meta if last else interim, done, first_deletes, replace_all=replace_all)
                 replace_all, first_deletes = False, []
                 done.clear()
                 report.snapshot = result.version
@@ -309,7 +340,7 @@ class Indexer:
                         last_commit = time.monotonic()
             if bar is not None:
                 bar.close()
-            commit()
+            commit(last=full_listing)  # an API write reads no other file: it cannot vouch for them
             self.ensure_query_encoder()
             cache.clear()
         finally:

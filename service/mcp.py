@@ -10,7 +10,6 @@ Ids: a search hit's ``id`` is a citation id, ``<source>#p<paragraph>`` (``seeds/
 # No ``from __future__ import annotations``: the SDK reads the tools' annotations at definition time,
 # and some of them refer to values local to build_server.
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +22,7 @@ from pydantic import BaseModel, Field, create_model
 
 from .config import Settings
 from .engine import Citation, Engine, NotFound, QueryError, StoreError
+from .pages import label, parse_citation_id
 from .wire import CitedPassage, citation_id, cited
 
 log = logging.getLogger(__name__)
@@ -30,15 +30,16 @@ log = logging.getLogger(__name__)
 INSTRUCTIONS = """\
 This server searches a private collection of articles and cites them to the paragraph.
 - `search` finds the passages most relevant to a query. Each result has an `id` such as
-  `seeds/003_517cb5bd72187ee7.txt#p4` (file + paragraph) and a `quote`: the sentence that matches best.
+  `seeds/003_517cb5bd72187ee7.txt#p4` (file + paragraph; `report.pdf#page3.p2` in a PDF or Word file:
+  page + paragraph on that page) and a `quote`: the sentence that matches best.
 - `fetch` reads one result in full: pass a result `id` for its paragraph, or a document path
   (`seeds/003_517cb5bd72187ee7.txt`) for the whole article with numbered paragraphs.
 - `ask` answers a factual question with one extractive sentence and the passages behind it; its
   `answer` is null when the articles hold no good evidence (say so rather than guessing).
-Cite what you use as `source ¶paragraph` (for example `seeds/003_517cb5bd72187ee7.txt ¶4`)."""
+Cite what you use as `source ¶paragraph` (for example `seeds/003_517cb5bd72187ee7.txt ¶4`), or
+`source p. page ¶paragraph` when a result has a `page` (`report.pdf p. 3 ¶2`)."""
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-_CITATION_ID = re.compile(r"^(?P<source>.+?)#p?(?P<paragraph>\d+)$")
 
 
 # -- output models (their field descriptions become the tools' output schemas) ------------------------
@@ -93,16 +94,17 @@ def _base_url(ctx: Context | None) -> str | None:
     return f"{proto}://{host.split(',')[0].strip()}"
 
 
-def _url(engine: Engine, base: str | None, source: str, paragraph: int | None) -> str:
+def _url(engine: Engine, base: str | None, source: str, paragraph: int | None, page: int | None = None) -> str:
     if base:
         url = f"{base}/#doc={quote(source, safe='/')}"
+        url = f"{url}&page={page}" if page is not None else url
         return f"{url}&p={paragraph}" if paragraph else url
     corpus = Path(engine.stats().corpus)
     return (corpus.parent / source).resolve().as_uri()
 
 
 def _linked(engine: Engine, base: str | None, c: Citation) -> LinkedCitation:
-    return LinkedCitation(**cited(c), url=_url(engine, base, c.source, c.paragraph))
+    return LinkedCitation(**cited(c), url=_url(engine, base, c.source, c.paragraph, c.page))
 
 
 def _tool_error(exc: Exception) -> ToolError:
@@ -161,8 +163,8 @@ def build_server(engine: Engine) -> MCPServer:
         A whole document comes back with each paragraph headed `[¶N]`, so any part of it can be cited
         as `source ¶N`.
         """
-        m = _CITATION_ID.match(id.strip())
-        source, number = (m["source"], int(m["paragraph"])) if m else (id.strip(), None)
+        parsed = parse_citation_id(id.strip())
+        source, page, number = parsed if parsed else (id.strip(), None, None)
         try:
             doc = engine.document(source)
         except (QueryError, NotFound, StoreError) as exc:
@@ -170,19 +172,27 @@ def build_server(engine: Engine) -> MCPServer:
         base = _base_url(ctx)
         paragraphs = doc.paragraphs
         if number is None:
-            text = "\n\n".join(f"[¶{p.paragraph}] {p.text}" for p in paragraphs)
+            text = "\n\n".join(f"[{label('', p.page, p.paragraph).strip()}] {p.text}" for p in paragraphs)
             return FetchedDocument(
                 id=source, title=doc.title, text=text, url=_url(engine, base, source, None),
                 metadata={"source": source, "paragraphs": len(paragraphs), "characters": len(doc.text),
-                          "sha256": doc.sha256, "encoding": doc.encoding},
+                          "sha256": doc.sha256, "encoding": doc.encoding, "pages": doc.pages,
+                          "empty_pages": list(doc.empty_pages)},
             )
-        if not 1 <= number <= len(paragraphs):
-            raise ToolError(f"{source} has paragraphs 1 to {len(paragraphs)}; there is no ¶{number}")
-        p = paragraphs[number - 1]
+        found = [p for p in paragraphs if (p.page, p.paragraph) == (page, number)]
+        if not found:
+            on = [p.paragraph for p in paragraphs if p.page == page]
+            where = f"page {page} of {source}" if page is not None else source
+            if doc.pages is not None and page is None:
+                raise ToolError(f"{source} is cited by page: use an id like {citation_id(source, 1, 1)}")
+            raise ToolError(f"{where} has paragraphs 1 to {len(on)}; there is no ¶{number}" if on
+                            else f"{source} has no page {page} with text")
+        p = found[0]
         return FetchedDocument(
-            id=citation_id(source, number), title=doc.title, text=p.text, url=_url(engine, base, source, number),
-            metadata={"source": source, "paragraph": number, "char_start": p.char_start, "char_end": p.char_end,
-                      "paragraphs": len(paragraphs), "citation": f"{source} ¶{number}"},
+            id=citation_id(source, number, page), title=doc.title, text=p.text,
+            url=_url(engine, base, source, number, page),
+            metadata={"source": source, "page": page, "paragraph": number, "char_start": p.char_start,
+                      "char_end": p.char_end, "paragraphs": len(paragraphs), "citation": label(source, page, number)},
         )
 
     @mcp.tool(title="Answer a question with citations", annotations=READ_ONLY)
@@ -210,7 +220,7 @@ def build_server(engine: Engine) -> MCPServer:
         })
         lines = [out.answer if out.answer is not None else f"No answer: {out.reason}", ""]
         for i, c in enumerate(out.citations, start=1):
-            lines.append(f"[{i}] {c.source} ¶{c.paragraph} (id {c.id}): “{c.quote}”")
+            lines.append(f"[{i}] {label(c.source, c.page, c.paragraph)} (id {c.id}): “{c.quote}”")
         return CallToolResult(content=[TextContent(type="text", text="\n".join(lines).strip())],
                               structured_content=out.model_dump(mode="json"))
 

@@ -12,6 +12,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .answer import Citation
+from .pages import citation_id
+
+__all__ = ["CITED_EXAMPLE", "CitedPassage", "citation_id", "cited"]
 
 SOURCE_EXAMPLE = "seeds/003_517cb5bd72187ee7.txt"
 PASSAGE_EXAMPLE = (
@@ -20,15 +23,14 @@ PASSAGE_EXAMPLE = (
 )
 
 
-def citation_id(source: str, paragraph: int) -> str:
-    """``<source>#p<paragraph>``: names one paragraph; MCP's ``fetch`` takes it."""
-    return f"{source}#p{paragraph}"
-
-
 class CitedPassage(BaseModel):
-    id: str = Field(description="Citation id `<source>#p<paragraph>` (MCP `fetch` reads it).")
+    id: str = Field(description="Citation id `<source>#p<paragraph>`, or `<source>#page<page>.p<paragraph>` in a "
+                                "paged document (MCP `fetch` reads it).")
     source: str = Field(description="The file, relative to the corpus folder's parent: a document id.")
-    paragraph: int = Field(description="Paragraph number in that file, from 1 (the title line).")
+    page: int | None = Field(None, description="Paged formats (PDF, Word with page breaks): the page where the "
+                                               "paragraph starts; null for other files.")
+    paragraph: int = Field(description="Paragraph number from 1: within `page` when there is one, else in the file "
+                                       "(¶1 is the title line).")
     title: str = Field("", description="The document's title (its first line).")
     text: str = Field(description="The passage: exactly `document text[char_start:char_end]`.")
     char_start: int = Field(description="Offset of `text` in the document's text (GET /v1/documents/{id}).")
@@ -41,11 +43,11 @@ class CitedPassage(BaseModel):
 
 def cited(c: Citation) -> dict[str, Any]:
     """A citation as ``CitedPassage`` fields (plain data: the adapters validate on the way out)."""
-    return {"id": citation_id(c.source, c.paragraph), **c.as_dict()}
+    return {"id": citation_id(c.source, c.paragraph, c.page), **c.as_dict()}
 
 
 CITED_EXAMPLE: dict[str, Any] = {
-    "id": f"{SOURCE_EXAMPLE}#p4", "source": SOURCE_EXAMPLE, "paragraph": 4, "title": "Latest news with #LiuZhongyi",
+    "id": f"{SOURCE_EXAMPLE}#p4", "source": SOURCE_EXAMPLE, "page": None, "paragraph": 4, "title": "Latest news with #LiuZhongyi",
     "text": PASSAGE_EXAMPLE, "char_start": 11123, "char_end": 11321, "score": 0.0325,
     "quote": PASSAGE_EXAMPLE, "quote_start": 11123, "quote_end": 11321,
 }

@@ -85,9 +85,9 @@ def test_search_post_cites_liu_zhongyi_with_exact_offsets(client: httpx.Client, 
     body = r.json()
     assert body["query"] == MYANMAR and 1 <= len(body["results"]) <= 3
     for hit in body["results"]:
-        assert set(hit) == {"id", "source", "paragraph", "text", "score", "char_start", "char_end",
+        assert set(hit) == {"id", "source", "page", "paragraph", "text", "score", "char_start", "char_end",
                             "quote", "quote_start", "quote_end", "title"}
-        assert hit["id"] == f"{hit['source']}#p{hit['paragraph']}"
+        assert hit["id"] == f"{hit['source']}#p{hit['paragraph']}" and hit["page"] is None  # text files have no pages
     liu = [h for h in body["results"] if h["source"] == SEED_003 and "Liu Zhongyi" in h["text"]]
     assert liu and liu[0]["quote"] in liu[0]["text"]
     for hit in body["results"]:

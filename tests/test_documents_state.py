@@ -224,6 +224,14 @@ def expect(reply: Reply, statuses: dict[int, str | None]) -> None:
         assert reply.body["error"]["code"] == code, f"expected code {code!r}: {reply}"
 
 
+def served(source: str, data: bytes) -> str:
+    """The text a document is served and cited by: its format's reader's output (Markdown loses its
+    markup; the readers have tests of their own in tests/test_formats.py)."""
+    from service.corpus import document_from_bytes
+
+    return document_from_bytes(data, source, Path(source).suffix).text
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -463,7 +471,7 @@ class DocumentsMachine(RuleBasedStateMachine):
             return
         expect(reply, {200: None})
         assert reply.body["source"] == source and reply.body["sha256"] == sha(self.model[source]), str(reply)
-        assert reply.body["text"] == self.model[source].decode(), str(reply)
+        assert reply.body["text"] == served(source, self.model[source]), str(reply)
 
     @rule(marker=st.sampled_from(MARKERS))
     def search(self, marker: str) -> None:
@@ -474,11 +482,11 @@ class DocumentsMachine(RuleBasedStateMachine):
         for hit in hits:
             source = hit["source"]
             assert source in self.model, f"a hit cites {source!r}, which is not a document now: {hit}"
-            text = self.model[source].decode()
+            text = served(source, self.model[source])
             assert text[hit["char_start"]:hit["char_end"]] == hit["text"], f"stale or misplaced hit: {hit}"
             quote_ = text[hit["quote_start"]:hit["quote_end"]]
             assert quote_ == hit["quote"], f"stale or misplaced quote: {hit}"
-        holders = {s for s, data in self.model.items() if marker in data.decode()}
+        holders = {s for s, data in self.model.items() if marker in served(s, data)}
         found = {h["source"] for h in hits if marker in h["text"]}
         assert found <= holders, f"hits show {marker!r} in {sorted(found - holders)}, which no longer hold it"
         if holders:

@@ -22,9 +22,9 @@ def sync(settings: Settings, embedder: FakeEmbedder):
 
 def test_index_build_and_citation_offsets(settings: Settings, fake_embedder: FakeEmbedder) -> None:
     write(settings.corpus, "a.txt", ARTICLE)
-    write(settings.corpus, "sub/b.md", "# B\r\n\r\nCRLF text about bananas.\r\n")
+    write(settings.corpus, "sub/b.txt", "B\r\n\r\nCRLF text about bananas.\r\n")  # raw offsets: plain text
     report = sync(settings, fake_embedder)
-    assert report.added == ["corpus/a.txt", "corpus/sub/b.md"] and report.snapshot
+    assert report.added == ["corpus/a.txt", "corpus/sub/b.txt"] and report.snapshot
     snap = store.open_snapshot(settings.index, fake_embedder.info.sha256)
     assert snap.size == len(snap.chunk_doc) == snap.vectors.ntotal
     for row in snap.chunk_rows(range(snap.size)):

@@ -211,7 +211,8 @@ class DocumentList(BaseModel):
 
 
 class Paragraph(BaseModel):
-    paragraph: int
+    page: int | None = Field(None, description="Paged formats (PDF, Word with page breaks): the page it starts on.")
+    paragraph: int = Field(description="Number from 1: within `page` when there is one, else in the file.")
     char_start: int
     char_end: int
     text: str
@@ -222,13 +223,17 @@ class Document(BaseModel):
     title: str
     sha256: str
     encoding: str = Field(description="How the file was decoded (utf-8, utf-16, cp1252, html, …).")
+    pages: int | None = Field(None, description="Paged formats: the page count (pages are separated by form feeds "
+                                                "in `text`); null for other files.")
+    empty_pages: list[int] = Field([], description="Pages without a text layer (scanned images): nothing indexed.")
     text: str = Field(description="The decoded text that all offsets refer to.")
-    paragraphs: list[Paragraph] = Field(description="Numbered paragraphs, as cited (`source ¶paragraph`).")
+    paragraphs: list[Paragraph] = Field(description="Numbered paragraphs, as cited (`source ¶paragraph`, or "
+                                                    "`source p. page ¶paragraph`).")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "source": SOURCE, "title": "Latest news with #LiuZhongyi", "sha256": "9f2c…", "encoding": "utf-8",
-        "text": "Latest news with #LiuZhongyi\n\n…",
-        "paragraphs": [{"paragraph": 1, "char_start": 0, "char_end": 28, "text": "Latest news with #LiuZhongyi"}],
+        "pages": None, "empty_pages": [], "text": "Latest news with #LiuZhongyi\n\n…",
+        "paragraphs": [{"page": None, "paragraph": 1, "char_start": 0, "char_end": 28, "text": "Latest news with #LiuZhongyi"}],
     }]})
 
 
