@@ -222,6 +222,10 @@ def chat_router() -> APIRouter:
         role, question = turns[-1]
         if role != "user" or not question.strip():
             return error_response(422, "invalid_request", "messages: the last message must be the user's question")
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError:
+            return error_response(422, "invalid_request", "messages: the question contains an invalid Unicode surrogate")
         if body.k is not None and body.k > engine.settings.max_k:
             return error_response(422, "invalid_request", f"k must be an integer from 1 to {engine.settings.max_k}")
         generation = engine.generation
