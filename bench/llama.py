@@ -64,6 +64,7 @@ class LlamaServer:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [self.python, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "gemma-3-270m",
+                 "--chat_format", "gemma",  # the GGUF carries no chat template (the fallback is llama-2's)
                  "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(CONTEXT),
                  "--n_threads", str(self.threads)],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})

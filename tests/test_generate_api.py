@@ -99,9 +99,9 @@ def test_generated_answer_with_checked_citations(gen: str, llm: ScriptedLLM, see
     check_generated(r.json())
     (sent,) = llm.chat_requests
     assert sent.body is not None and sent.body["stream"] is False and sent.body["temperature"] == 0
-    system, user = sent.body["messages"]
-    assert system["role"] == "system" and "[1]" in system["content"]
-    assert user["content"].startswith("Passages:\n\n[1] ") and user["content"].endswith(
+    (user,) = sent.body["messages"]  # the instructions lead the one user turn (some templates drop "system")
+    assert user["role"] == "user" and user["content"].startswith("You answer questions using only")
+    assert "Passages:\n\n[1] " in user["content"] and user["content"].endswith(
         f"Question: {MYANMAR}\nAnswer with citations:")
     assert f"[1] {r.json()['citations'][0]['source']} ¶{r.json()['citations'][0]['paragraph']}" in user["content"]
     from service.tokens import count
@@ -230,10 +230,10 @@ def test_follow_up_questions_are_made_self_contained(gen: str, plain: str, llm: 
     assert r.status_code == 200, r.text
     assert r.json()["ask"]["question"] == "Which armed group controls the area Liu Zhongyi visited in Myanmar?"
     rewrite, answer = llm.chat_requests
-    assert "Which armed group controls the area he visited?" in rewrite.body["messages"][1]["content"]  # type: ignore[index]
-    assert MYANMAR in rewrite.body["messages"][1]["content"]  # type: ignore[index]
+    assert "Which armed group controls the area he visited?" in rewrite.body["messages"][0]["content"]  # type: ignore[index]
+    assert MYANMAR in rewrite.body["messages"][0]["content"]  # type: ignore[index]
     assert "Question: Which armed group controls the area Liu Zhongyi visited in Myanmar?" in \
-        answer.body["messages"][1]["content"]  # type: ignore[index]
+        answer.body["messages"][0]["content"]  # type: ignore[index]
     # Without a model: the documented rule (the follow-up refers back, so the previous question goes first).
     r = httpx.post(f"{plain}/v1/chat/completions", json={"model": "ask", "messages": conversation}, timeout=60)
     assert r.json()["ask"]["question"] == f"{MYANMAR} Which armed group controls the area he visited?"

@@ -113,7 +113,9 @@ def test_prompt_numbers_the_passages_and_fits_the_budget(tmp_path: Path) -> None
     cites = passages(6, 60)
     prompt = build_prompt("who visited Myanmar?", cites, 700, cache)
     assert 1 <= len(prompt.citations) < 6 and prompt.citations == cites[: len(prompt.citations)]
-    user = prompt.messages[1]["content"]
+    (message,) = prompt.messages
+    assert message["role"] == "user"
+    user = message["content"]
     for i, c in enumerate(prompt.citations, start=1):
         assert f"[{i}] {c.source} ¶{c.paragraph} (Title line)\n{c.text}" in user
     assert "Question: who visited Myanmar?" in user

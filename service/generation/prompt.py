@@ -1,6 +1,9 @@
 """What the model is sent: the retrieved passages, numbered, under a tiktoken budget; and how a
 follow-up question in a conversation is made self-contained before retrieval.
 
+Everything goes in one user message, the instructions first: some chat templates have no system
+role (llama.cpp's ``gemma`` format drops system messages), and every server accepts a user turn.
+
 The budget (``ASK_LLM_CONTEXT_TOKENS``) counts the whole prompt, instructions and question
 included, in tiktoken's ``cl100k_base`` tokens (the model's own tokenizer is not available to a
 generic client; cl100k is within a few percent of most). Passages go in rank order, whole, while
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from ..answer import Citation
 from ..tokens import count, encoding
 
-SYSTEM = """\
+INSTRUCTIONS = """\
 You answer questions using only the numbered passages the user gives you.
 Write a short answer: one to three sentences.
 End every sentence with the number of the passage that states it, in square brackets, like [1] or [2].
@@ -42,9 +45,9 @@ def passage_block(number: int, c: Citation, text: str | None = None) -> str:
 
 def build_prompt(question: str, citations: Sequence[Citation], budget: int, cache_dir: str) -> Prompt:
     """The chat messages for ``question`` over ``citations`` (best first), in at most ``budget`` tokens."""
-    head = "Passages:\n\n"
+    head = f"{INSTRUCTIONS}\n\nPassages:\n\n"
     tail = f"Question: {question}\nAnswer with citations:"
-    fixed = count(SYSTEM, cache_dir) + count(head + tail, cache_dir) + 8  # 8: the chat template's wrapping
+    fixed = count(head + tail, cache_dir) + 8  # 8: the chat template's wrapping
     room = budget - fixed
     if room < 32:
         raise ValueError(f"ASK_LLM_CONTEXT_TOKENS ({budget}) leaves no room for a passage after the "
@@ -66,8 +69,7 @@ def build_prompt(question: str, citations: Sequence[Citation], budget: int, cach
         used.append(c)
         room -= n
     user = head + "".join(blocks) + tail
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
-    return Prompt(messages, used, count(SYSTEM, cache_dir) + count(user, cache_dir) + 8)
+    return Prompt([{"role": "user", "content": user}], used, count(user, cache_dir) + 8)
 
 
 # -- follow-up questions ----------------------------------------------------------------------------
@@ -109,8 +111,7 @@ def condense_messages(conversation: Sequence[tuple[str, str]], question: str, bu
         turns.append(line)
         room -= n
     transcript = "\n".join(reversed(turns))
-    return [{"role": "system", "content": CONDENSE},
-            {"role": "user", "content": f"Conversation:\n{transcript}\n\nLast question: {question}\n"
+    return [{"role": "user", "content": f"{CONDENSE}\n\nConversation:\n{transcript}\n\nLast question: {question}\n"
                                         "Rewritten question:"}]
 
 
