@@ -298,6 +298,9 @@ def test_cli_generate_through_a_server(gen: str, llm: ScriptedLLM, capsys: pytes
     assert cli.main(["--server", gen, "--generate", MYANMAR]) == 0
     out = capsys.readouterr().out
     assert out.startswith(ANSWER + "\n") and "Citations checked: 1 of 2" in out
+    llm.set_script(Reply(ANSWER))
+    assert cli.main(["--server", gen, "--generate", "--json", MYANMAR]) == 0
+    check_generated(json.loads(capsys.readouterr().out))
 
 
 @pytest.mark.anyio
