@@ -48,6 +48,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# llama.cpp's server, with its extra buffer types off (``use_extra_bufts``: the weight repacking
+# through which ggml runs AMX kernels). These machines' CPUs report AMX, but executing it traps
+# (SIGILL at ``tileloadd`` in libggml-cpu.so, found with objdump), so a default build serves nothing.
+LAUNCHER = """
+import llama_cpp.llama_cpp as C
+_defaults = C.llama_model_default_params
+def _params():
+    p = _defaults()
+    p.use_extra_bufts = False
+    return p
+C.llama_model_default_params = _params
+from llama_cpp.server.__main__ import main
+main()
+"""
+
+
 class LlamaServer:
     """``with LlamaServer(python) as url:`` — llama.cpp serving Gemma 3 270M at ``url`` (``…/v1``)."""
 
@@ -63,7 +79,7 @@ class LlamaServer:
         model = assemble_model(self.python, self.folder)
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                [self.python, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "gemma-3-270m",
+                [self.python, "-c", LAUNCHER, "--model", str(model), "--model_alias", "gemma-3-270m",
                  "--chat_format", "gemma",  # the GGUF carries no chat template (the fallback is llama-2's)
                  "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(CONTEXT),
                  "--n_threads", str(self.threads)],

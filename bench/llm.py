@@ -24,7 +24,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "llm.json"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N seed questions")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="only N seed questions, evenly spaced over the list (so over all five articles)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     python = llm_python()
@@ -36,14 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     from service.engine import Engine, GeneratorError
     from tests.test_seed_questions import QUESTIONS
 
-    questions = [q for q, _, _ in QUESTIONS][: args.limit]
+    questions = [q for q, _, _ in QUESTIONS]
+    if args.sample and args.sample < len(questions):
+        step = len(questions) / args.sample
+        questions = [questions[int(i * step)] for i in range(args.sample)]
     base = Settings()
     ensure_default_index(base, False)
     rows: list[dict[str, Any]] = []
     with LlamaServer(python) as url:
         engine = Engine(base.model_copy(update={"llm_base_url": url}))
         engine.load()
-        engine.generation.answer(questions[0])  # warm-up: the model's first prompt is slower
         for q in questions:
             t0 = time.perf_counter()
             extractive = engine.ask(q)
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         "median_extractive_s": round(statistics.median(r["extractive_s"] for r in rows), 3),
         "median_generate_s": round(statistics.median(r["generate_s"] for r in rows), 3),
         "load_average": os.getloadavg()[0],
+        "settings": {"llm_max_tokens": base.llm_max_tokens, "llm_context_tokens": base.llm_context_tokens,
+                     "llm_support_threshold": base.llm_support_threshold},
     }
     args.out.write_text(json.dumps({"summary": summary, "answers": rows}, ensure_ascii=False, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
