@@ -2,7 +2,7 @@
 its citations passed the check (``service/generation/check.py``).
 
 Gemma 3 270M (Q4_K_M, from PyPI) is served by llama.cpp (``bench/llama.py``) on loopback; the index
-is the seeds' (``index/``, built on first use). Every seed question of ``tests/test_seed_questions.py``
+is the seeds' (``index/``, built on first use). Every answerable seed question of ``tests/test_seed_questions.py``
 is asked through ``Engine.generation.answer``; the extractive ``ask`` of the same question, in the
 same run, is the baseline for time. Results: ``bench/results/llm.json`` and a Markdown table.
 """
@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     from service.cli import ensure_default_index
     from service.config import Settings
     from service.engine import Engine, GeneratorError
-    from tests.test_seed_questions import QUESTIONS
+    from tests.test_seed_questions import ANSWERABLE
 
-    questions = [q for q, _, _ in QUESTIONS]
+    questions = [q for q, _, _ in ANSWERABLE]
     if args.sample and args.sample < len(questions):
         step = len(questions) / args.sample
         questions = [questions[int(i * step)] for i in range(args.sample)]
