@@ -22,12 +22,36 @@ from bench.llama import LlamaServer, llm_python
 RESULTS = Path(__file__).resolve().parent / "results" / "llm.json"
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The README's table: each question, the checked answer (shortened), its citations' check."""
+    lines = ["| question | generated answer (checked; shortened) | cited sentences supported |", "|---|---|---|"]
+    for r in results["answers"]:
+        answer = r["error"] and f"error: {r['error']}" or r["answer"] or f"(abstained) {r.get('extractive')}"
+        answer = " ".join(str(answer).split()).replace("|", "\\|")
+        answer = answer if len(answer) <= 160 else answer[:159] + "…"
+        check = r["check"]
+        mark = f"{check['supported']} / {check['cited']}" if check else "—"
+        lines.append(f"| {r['question']} | {answer} | {mark} |")
+    s = results["summary"]
+    lines.append("")
+    lines.append(f"{s['questions']} questions, {s['generated']} generated: {s['supported']} of {s['cited']} cited "
+                 f"sentences supported by their passage ({s['markers_removed']} of {s['markers']} markers removed); "
+                 f"{s['answers_with_every_citation_supported']} answers with every citation supported. Median "
+                 f"{s['median_generate_s']} s per generated answer vs {s['median_extractive_s']} s extractive "
+                 f"(load average {s['load_average']:.1f}).")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sample", type=int, default=None,
                         help="only N seed questions, evenly spaced over the list (so over all five articles)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--markdown", action="store_true", help="print the table of --out's results and stop")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     python = llm_python()
     if not python:
         raise SystemExit("set ASK_TEST_LLM_PYTHON to the .venv-llm interpreter (make bench-llm does)")
@@ -80,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.write_text(json.dumps({"summary": summary, "answers": rows}, ensure_ascii=False, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
+    print(markdown({"summary": summary, "answers": rows}))
     return 0
 
 
