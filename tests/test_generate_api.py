@@ -276,8 +276,11 @@ def test_cli_generate_prints_as_it_streams(seed_index: Any, llm: ScriptedLLM, mo
                                            capsys: pytest.CaptureFixture[str]) -> None:
     from service import cli
 
-    monkeypatch.setenv("ASK_LLM_BASE_URL", llm.url)
     monkeypatch.setenv("ASK_CACHE_DIR", str(seed_index / "cache"))
+    monkeypatch.delenv("ASK_LLM_BASE_URL", raising=False)
+    assert cli.main(["--index", str(seed_index / "index"), "--generate", MYANMAR]) == 1
+    assert "set ASK_LLM_BASE_URL" in capsys.readouterr().err
+    monkeypatch.setenv("ASK_LLM_BASE_URL", llm.url)
     llm.set_script(Reply(ANSWER))
     assert cli.main(["--index", str(seed_index / "index"), "--generate", MYANMAR]) == 0
     out = capsys.readouterr().out
