@@ -132,6 +132,15 @@ def ensure_default_index(settings: Any, explicit_index: bool) -> None:
 def run_ask(args: argparse.Namespace) -> int:
     question = " ".join(args.question)
     server = args.server or os.environ.get("ASK_SERVER")
+    if args.generate:  # written by the language model, printed as it streams (cli_generate)
+        from . import cli_generate
+
+        settings = None if server else _settings(args)
+        if settings is not None:
+            ensure_default_index(settings, args.index is not None)
+            if "ASK_FULL_CHECKSUMS" not in os.environ:
+                settings = settings.model_copy(update={"full_checksums": False})
+        return cli_generate.run(args, settings, question, server)
     if server:  # the fast path: no settings, no index, no model in this process
         result = _ask_remote(server, question, args.k)
     else:
@@ -197,6 +206,9 @@ def _ask_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _store_args(parser)
     parser.add_argument("--json", action="store_true",
                         help='print {"question", "answer", "citations"} as JSON (errors as {"error": …})')
+    parser.add_argument("--generate", action="store_true",
+                        help="have the language model at ASK_LLM_BASE_URL write the answer from the passages, "
+                             "printed as it streams, its citations checked")
     parser.add_argument("--server", default=None,
                         help="ask a running service at this URL (env ASK_SERVER); its API key, if it has one, "
                              "comes from the environment variable ASK_API_KEY")
@@ -250,10 +262,10 @@ def _known_error(exc: Exception) -> str | None:
 
     Imported here, after the fact: ``ask --server`` loads none of the engine's modules.
     """
-    from .engine import Conflict, CorpusError, NotFound, QueryError, StoreError
+    from .engine import Conflict, CorpusError, GeneratorNotConfigured, NotFound, QueryError, StoreError
 
     codes: tuple[tuple[type[Exception], str], ...] = (
-        (QueryError, "invalid_request"), (NotFound, "not_found"), (Conflict, "conflict"),
+        (QueryError, "invalid_request"), (GeneratorNotConfigured, "not_configured"), (NotFound, "not_found"), (Conflict, "conflict"),
         (StoreError, "index_unavailable"), (CorpusError, "corpus_error"), (OSError, "os_error"),
     )
     return next((code for kind, code in codes if isinstance(exc, kind)), None)

@@ -112,6 +112,23 @@ class Settings(BaseSettings):
     max_context_tokens: int = 32_000
     server: str | None = Field(None, description="URL of a running service for `ask --server`.")
 
+    # --- generated answers (service/generation): off until llm_base_url is set ----------------
+    llm_base_url: str | None = Field(
+        None, description="An OpenAI-compatible chat server (http://127.0.0.1:8080/v1: llama.cpp, Ollama, vLLM, "
+                          "OpenAI): `generate` answers are written by its model from the retrieved passages."
+    )
+    llm_model: str | None = Field(None, description="The model to ask for (unset: the first the server lists).")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer key for the chat server, if it needs one.")
+    llm_connect_timeout: float = Field(5.0, description="Seconds to connect to the chat server (else 502).")
+    llm_timeout: float = Field(
+        60.0, description="Seconds one generated answer may take, and the longest wait for each piece (else 504)."
+    )
+    llm_context_tokens: int = Field(3000, description="tiktoken budget of the prompt (instructions + passages).")
+    llm_max_tokens: int = Field(400, description="Most tokens the model may write for one answer.")
+    llm_support_threshold: float = Field(
+        0.5, description="Support a cited sentence needs from its passage for the marker to stay (0..1)."
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -34,6 +34,15 @@ from .embedding import (
     onnx_path_for,
 )
 from .files import NAME_MAX, atomic_write, fsync_dir
+from .generation import (
+    GeneratedAnswer,
+    Generation,
+    GeneratorError,
+    GeneratorNotConfigured,
+    GeneratorTimeout,
+    GeneratorUnavailable,
+    Token,
+)
 from .pages import PageMap, is_paged, label, may_be_paged, page_map
 from .retrieval import DenseQueries, Passage, Retriever
 from .store import open_store
@@ -52,7 +61,10 @@ if TYPE_CHECKING:
 
 # What the adapters (REST, CLI, MCP) may catch: the engine's own errors and the store's, one import.
 __all__ = ["Answer", "Citation", "Conflict", "Context", "CorpusError", "DocumentDeleted", "DocumentText",
-           "DocumentWritten", "Engine", "IndexBusy", "NotFound", "QueryError", "StoreError", "StoreUnavailable"]
+           "DocumentWritten", "Engine", "IndexBusy", "NotFound", "QueryError", "StoreError", "StoreUnavailable",
+           # generated answers (service.generation)
+           "GeneratedAnswer", "Generation", "GeneratorError", "GeneratorNotConfigured", "GeneratorTimeout",
+           "GeneratorUnavailable", "Token"]
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +171,7 @@ class Engine:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._writes: Indexer | None = None
+        self._generation: Generation | None = None
 
     # -- model and view ----------------------------------------------------------------------------
     @property
@@ -301,6 +314,15 @@ class Engine:
             cited.append(c)
         text = "".join(parts).rstrip("\n")
         return Context(query, text, count(text, cache) if text else 0, cited)
+
+    @property
+    def generation(self) -> Generation:
+        """Generated answers with checked citations (``service.generation``; needs ``ASK_LLM_BASE_URL``)."""
+        if self._generation is None:
+            with self._lock:
+                if self._generation is None:
+                    self._generation = Generation(self)
+        return self._generation
 
     # -- documents -----------------------------------------------------------------------------------
     def stats(self) -> IndexStats:

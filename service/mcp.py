@@ -21,7 +21,16 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, create_model
 
 from .config import Settings
-from .engine import Citation, Engine, NotFound, QueryError, StoreError
+from .engine import (
+    Citation,
+    Engine,
+    GeneratedAnswer,
+    GeneratorError,
+    GeneratorNotConfigured,
+    NotFound,
+    QueryError,
+    StoreError,
+)
 from .pages import label, parse_citation_id
 from .wire import CitedPassage, citation_id, cited
 
@@ -67,6 +76,10 @@ class AskResultBase(BaseModel):
     answer: str | None = Field(description="The sentence that answers, quoted from the articles; null if none does.")
     reason: str | None = Field(description="Why `answer` is null.")
     citations: list[LinkedCitation] = Field(description="Supporting passages, the one holding the answer first.")
+    generated: bool = Field(False, description="Written by the language model (`generate`); its [n] markers "
+                                               "refer to `citations` and were checked.")
+    check: dict[str, int] | None = Field(None, description="With `generate`: sentences, cited, supported, flagged, "
+                                                           "markers_removed.")
 
 
 def ask_result_model(threshold: float) -> type[AskResultBase]:
@@ -201,6 +214,9 @@ def build_server(engine: Engine) -> MCPServer:
                                        min_length=1, max_length=max_chars)],
         ctx: Context,
         k: Annotated[int, Field(description="How many supporting passages to cite.", ge=1, le=max_k)] = default_k,
+        generate: Annotated[bool, Field(description="Have the service's language model write the answer from the "
+                                                    "passages, with [n] markers checked against them (needs "
+                                                    "ASK_LLM_BASE_URL).")] = False,
     ) -> Annotated[CallToolResult, AskResult]:
         """Answer a question from the articles: the single sentence that answers it, quoted verbatim,
         plus the cited passages behind it (`source ¶paragraph`, each with a citation `id` for `fetch`).
@@ -209,13 +225,16 @@ def build_server(engine: Engine) -> MCPServer:
         passages are still listed. Prefer `search` for browsing a topic; use `ask` for a direct question.
         """
         try:
-            result = engine.ask(question, k)
-        except (QueryError, NotFound, StoreError) as exc:
+            result = engine.generation.answer(question, k) if generate else engine.ask(question, k)
+        except (QueryError, NotFound, StoreError, GeneratorNotConfigured) as exc:
             raise _tool_error(exc) from None
+        except GeneratorError as exc:  # the extractive answer still goes back, in the error's text
+            found = exc.extractive.answer if exc.extractive else None
+            raise ToolError(f"{exc.message}. The extractive answer: {found or 'none'}") from None
         base = _base_url(ctx)
         out = AskResult.model_validate({
-            "question": result.question, "answer": result.answer, "reason": result.reason,
-            "confidence": round(result.confidence, 4),
+            **result.as_dict(), "confidence": round(result.extractive.confidence if isinstance(
+                result, GeneratedAnswer) else result.confidence, 4),
             "citations": [_linked(engine, base, c) for c in result.citations],
         })
         lines = [out.answer if out.answer is not None else f"No answer: {out.reason}", ""]

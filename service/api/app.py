@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from ..config import Settings, get_settings
 from ..engine import Engine
-from . import documents, errors, search, status
+from . import chat, documents, errors, search, status
 from .auth import ApiKeyAuth, KeyGate, openapi_security
 from .deps import QueryThreads
 from .middleware import BodyLimit, HostGuard, Metrics, SecurityHeaders
@@ -50,6 +50,7 @@ to its **source file and paragraph** (`seeds/003_517cb5bd72187ee7.txt ¶4`).
 
 TAGS = [
     {"name": "search", "description": "Find, answer and pack cited passages."},
+    {"name": "chat", "description": "OpenAI-compatible chat completions for chat front-ends, with citations."},
     {"name": "documents", "description": "The indexed documents: list, read with numbered paragraphs, add, replace, delete."},
     {"name": "service", "description": "Health and metrics."},
 ]
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     keyed = [Depends(openapi_security(auth))] if auth.enabled else []
     app.include_router(search.router(request_models(settings)), dependencies=keyed)
+    app.include_router(chat.chat_router(), dependencies=keyed)
     app.include_router(documents.router, dependencies=keyed)
     app.include_router(status.health_router)
     app.include_router(status.metrics_router, dependencies=keyed if settings.protect_metrics else [])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, create_model
 
 from ..config import Settings
 from ..wire import CITED_EXAMPLE, PASSAGE_EXAMPLE, SOURCE_EXAMPLE, CitedPassage
@@ -87,6 +87,9 @@ class SearchBody(BaseModel):
 class AskBody(BaseModel):
     question: str
     k: int | None = None
+    generate: StrictBool = Field(False, description="Have the configured language model (ASK_LLM_BASE_URL) write "
+                                                    "the answer from the passages, its citations checked.")
+    stream: StrictBool = Field(False, description="With `generate`: server-sent events, `token`… then `answer`.")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": QUESTION, "k": 5}]})
 

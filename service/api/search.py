@@ -12,6 +12,7 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Query
 
 from ..wire import cited
+from .chat import ask_generated
 from .deps import EngineDep, ThreadsDep
 from .schemas import (
     QUESTION,
@@ -51,10 +52,13 @@ def router(models: RequestModels) -> APIRouter:
         return {"query": q, "results": [cited(c) for c in await threads(engine.search_cited, q, k)]}
 
     @r.post("/ask", response_model=models.ask_response, responses=error_responses(401, *BAD_INPUT, 503),
-            summary="Ask: an extractive answer with citations")
+            summary="Ask: an extractive (or generated) answer with citations")
     async def ask(body: AskRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
-        """The sentence that answers, cited first; `answer` is null with a `reason` when no passage answers well."""
+        """The sentence that answers, cited first; `answer` is null with a `reason` when no passage answers well.
+        With `generate`, the configured model writes the answer (`stream` for server-sent events)."""
         req = cast(AskBody, body)
+        if req.generate or req.stream:  # written by the language model, citations checked (.chat)
+            return await ask_generated(engine, threads, req.question, req.k, req.stream)
         answer = await threads(engine.ask, req.question, req.k)
         return {**answer.as_dict(), "citations": [cited(c) for c in answer.citations]}
 
