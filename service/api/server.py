@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -43,9 +45,16 @@ def serve(settings: Settings, watch: Callable[[IndexReport], None] | None = None
         watcher.start()
     print(f"serving on http://{shown}:{settings.port}/  (API docs /docs, MCP /mcp)"
           + (", watching the corpus folder" if watcher else ""), file=sys.stderr, flush=True)
+    previous = None
+    if watcher is not None and threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises SIGTERM once it has shut down; answered by the default handler, that would end
+        # the process before the watcher has finished its commit. This handler lets ``run`` return instead.
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if watcher is not None and not watcher.stop():
             print("warning: a sync was still running at shutdown; the next one resumes it", file=sys.stderr)
     return 0
