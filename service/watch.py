@@ -108,10 +108,6 @@ class FolderWatcher:
         """Stop after the current step (safe to call from a signal handler)."""
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     # -- the loop --------------------------------------------------------------------------------------
     @property
     def corpus(self) -> Path:
