@@ -235,7 +235,8 @@ def test_status_dot_turns_red_when_the_server_stops(seed_settings: Settings, see
 
 
 class _FakeCollectionsApi:
-    """The collections and filter contract of issue 16 as a tiny recorded backend, serving the real page.
+    """The collections and filter contract of issue 16 (the default collection is named ``default``;
+    entries carry ``ready``) as a tiny recorded backend, serving the real page.
 
     It checks what the page sends (routes, filter bodies) and how it shows what comes back (page
     numbers, the collection picker); the real routes' behaviour is the API tests' business. Answers
@@ -287,8 +288,10 @@ class _FakeCollectionsApi:
             Route("/health", lambda request: JSONResponse({"status": "ok", "documents": 7, "chunks": 21,
                                                            "model": "fake-model", "snapshot": "snap-000001"})),
             Route("/v1/collections", lambda request: JSONResponse({"collections": [
-                {"name": "seeds", "default": True, "documents": 7, "chunks": 21, "store": "local"},
-                {"name": "reports", "default": False, "documents": 2, "chunks": 9, "store": "local"}]})),
+                {"name": "default", "default": True, "documents": 7, "chunks": 21, "store": "local", "ready": True},
+                {"name": "reports", "default": False, "documents": 2, "chunks": 9, "store": "local", "ready": True},
+                {"name": "drafts", "default": False, "documents": 0, "chunks": 0, "store": "local",
+                 "ready": False}]})),
             Route("/v1/ask", ask, methods=["POST"]),
             Route("/v1/collections/{name}/ask", ask, methods=["POST"]),
             Route("/v1/collections/{name}/documents/{path:path}", document),
@@ -311,8 +314,8 @@ def test_collection_filter_and_page_numbers_against_the_api_contract(browser) ->
         driver.get(url + "/")
         driver.refresh()
         picker = wait.until(ec.visibility_of_element_located((By.ID, "collection")))
-        assert [o.text for o in Select(picker).options] == ["seeds (7)", "reports (2)"]
-        assert Select(picker).first_selected_option.get_attribute("value") == "seeds"
+        assert [o.text for o in Select(picker).options] == ["default (7)", "reports (2)", "drafts (no index yet)"]
+        assert Select(picker).first_selected_option.get_attribute("value") == "default"
 
         # the default collection goes to today's routes, with no filter unless one is set
         driver.find_element(By.ID, "question").send_keys("what is plain?")

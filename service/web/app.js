@@ -396,7 +396,8 @@
       collections = [];  // a service without collections (404): no picker
     }
     const select = $("collection");
-    select.replaceChildren(...collections.map((c) => el("option", { value: c.name, text: `${c.name} (${c.documents})` })));
+    select.replaceChildren(...collections.map((c) => el("option", {
+      value: c.name, text: c.ready === false ? `${c.name} (no index yet)` : `${c.name} (${c.documents})` })));
     const dflt = collections.find((c) => c.default);
     defaultCollection = dflt ? dflt.name : null;
     show("collection-picker", collections.length > 1 || (collections.length === 1 && !dflt));
