@@ -159,7 +159,7 @@ def run_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _index(settings: Any, corpus: Path | None, rebuild: bool, as_json: bool) -> None:
+def _index(settings: Any, corpus: Path | None, rebuild: bool, as_json: bool, one_line: bool = False) -> None:
     from .engine import Engine
 
     def committed(name: str, documents: int) -> None:
@@ -167,15 +167,35 @@ def _index(settings: Any, corpus: Path | None, rebuild: bool, as_json: bool) -> 
 
     report = Engine(settings).sync(corpus, rebuild=rebuild, on_commit=committed)
     if as_json:
-        json.dump(report.as_dict(), sys.stdout, indent=2)
-        print()
+        json.dump(report.as_dict(), sys.stdout, indent=None if one_line else 2)
+        print(flush=True)
     else:
         print(report.summary(), file=sys.stderr)
 
 
 def run_index(args: argparse.Namespace) -> int:
-    _index(_settings(args), args.corpus, args.rebuild, args.json)
-    return 0
+    settings = _settings(args)
+    _index(settings, args.corpus, args.rebuild, args.json, one_line=args.watch)  # --watch --json: JSON lines
+    if not args.watch:
+        return 0
+    from .watch import watch_folder
+
+    print("watching for changes (Ctrl-C stops)…", file=sys.stderr, flush=True)
+    return watch_folder(settings, args.corpus, _watch_reporter(args.json))
+
+
+def _watch_reporter(as_json: bool) -> Any:
+    """``--watch``: one line per sync that committed (JSON on stdout with ``--json``, else on stderr)."""
+
+    def report(r: Any) -> None:
+        if r.snapshot is None:
+            return
+        if as_json:
+            print(json.dumps(r.as_dict()), flush=True)
+        else:
+            print(f"watch: {r.summary()}", file=sys.stderr, flush=True)
+
+    return report
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -185,7 +205,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     ensure_default_index(settings, args.index is not None)
     limit_malloc_arenas()  # before the server starts its threads
-    return serve(settings)
+    return serve(settings, watch=_watch_reporter(False) if args.watch else None)
 
 
 def run_mcp(args: argparse.Namespace) -> int:
@@ -237,12 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embed on a Dask cluster, e.g. tcp://127.0.0.1:8786 (env ASK_DASK)")
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index and build from scratch")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--watch", action="store_true",
+                   help="then keep watching the folder and sync each batch of changes until Ctrl-C")
     p.set_defaults(func=run_index)
     p = sub.add_parser("serve", help="run the REST API, MCP over HTTP and the search page")
     p.add_argument("--index", type=Path, default=None)
     _store_args(p)
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--watch", action="store_true",
+                   help="watch the index's corpus folder and index each batch of changes while serving")
     p.set_defaults(func=run_serve)
     p = sub.add_parser("mcp", help="run the MCP server over stdio (for Claude Desktop, Cursor, …)")
     p.add_argument("--index", type=Path, default=None)

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(
         60.0, description="During long index runs, commit a snapshot at least this often."
     )
+    watch_quiet_ms: int = Field(
+        500, description="`--watch`: a batch of changes ends when the folder has been quiet this long; then it is synced."
+    )
+    watch_retry_seconds: float = Field(
+        1.0, description="`--watch`: wait before syncing again when another writer holds the index (doubling, "
+                         "up to 30 s, while a sync keeps failing)."
+    )
 
     # --- retrieval and answers ---------------------------------------------------------
     default_k: int = 5

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..config import Settings
+
+if TYPE_CHECKING:
+    from ..indexer import IndexReport
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, watch: Callable[[IndexReport], None] | None = None) -> int:
+    """``watch``: also keep the index in step with its corpus folder, calling this after each sync."""
     import uvicorn
 
     from ..engine import Engine, StoreError
@@ -29,6 +37,24 @@ def serve(settings: Settings) -> int:
         print(f"warning: listening on {settings.host} without an API key (set ASK_API_KEY)", file=sys.stderr)
     app = create_app(settings, engine)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    print(f"serving on http://{shown}:{settings.port}/  (API docs /docs, MCP /mcp)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False)
+    watcher = None
+    if watch is not None:
+        from ..watch import FolderWatcher
+
+        watcher = FolderWatcher.for_engine(engine, on_report=watch)
+        watcher.start()
+    print(f"serving on http://{shown}:{settings.port}/  (API docs /docs, MCP /mcp)"
+          + (", watching the corpus folder" if watcher else ""), file=sys.stderr, flush=True)
+    previous = None
+    if watcher is not None and threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises SIGTERM once it has shut down; answered by the default handler, that would end
+        # the process before the watcher has finished its commit. This handler lets ``run`` return instead.
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if watcher is not None and not watcher.stop():
+            print("warning: a sync was still running at shutdown; the next one resumes it", file=sys.stderr)
     return 0
