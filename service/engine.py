@@ -12,9 +12,10 @@ they catch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .answer import Answer, Citation, build_answer, highlight
+from .collections import CollectionNotFound
 from .config import Settings, get_settings
 from .corpus import CorpusError, document_from_bytes, paragraphs
 from .embedding import (
@@ -33,6 +35,7 @@ from .embedding import (
     onnx_path_for,
 )
 from .files import NAME_MAX, atomic_write, fsync_dir
+from .filters import Filter, FilterError
 from .retrieval import DenseQueries, Passage, Retriever
 from .store import open_store
 from .store.base import (
@@ -46,10 +49,12 @@ from .store.base import (
 )
 
 if TYPE_CHECKING:
+    from .collections import Collections, CollectionSummary
     from .indexer import Indexer, IndexReport
 
 # What the adapters (REST, CLI, MCP) may catch: the engine's own errors and the store's, one import.
-__all__ = ["Answer", "Citation", "Conflict", "Context", "CorpusError", "DocumentDeleted", "DocumentText",
+__all__ = ["Answer", "Citation", "CollectionNotFound", "Conflict", "Context", "CorpusError", "DocumentDeleted",
+           "DocumentText",
            "DocumentWritten", "Engine", "IndexBusy", "NotFound", "QueryError", "StoreError", "StoreUnavailable"]
 
 log = logging.getLogger(__name__)
@@ -105,12 +110,31 @@ class DocumentText:
                     for p in self.paragraphs]}
 
 
+FilterSpec = Mapping[str, Any] | Filter | None  # what callers pass as a filter (see service.filters)
+
+
 class _Live:
     """A view with its retriever: swapped as one object so a call never mixes two states."""
 
     def __init__(self, view: IndexView, settings: Settings) -> None:
         self.view = view
         self.retriever = Retriever.from_settings(view, settings)
+        self._times_unknown: bool | None = None
+
+    def filtered(self, flt: Filter) -> tuple[IndexView, Retriever]:
+        """The view restricted to what ``flt`` admits, and the same retriever over it."""
+        if flt.by_time and self.times_unknown():
+            raise QueryError("this index was written before documents' modified times were recorded; run "
+                             "`python -m service index` once to record them, then filter by time")
+        view = self.view.filtered(flt)
+        retriever = copy.copy(self.retriever)  # same settings and reranker; only the view differs
+        retriever.view = view
+        return view, retriever
+
+    def times_unknown(self) -> bool:
+        if self._times_unknown is None:
+            self._times_unknown = any(t is None for t in self.view.modified_times().values())
+        return self._times_unknown
 
 
 class Engine:
@@ -133,6 +157,7 @@ class Engine:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._writes: Indexer | None = None
+        self._collections: Collections | None = None
 
     # -- model and view ----------------------------------------------------------------------------
     @property
@@ -151,6 +176,11 @@ class Engine:
                 if self.settings.query_backend == "onnx":
                     log.warning("no ONNX query encoder at %s; using sentence-transformers (slower start)", onnx)
                 self._embedder = TorchEmbedder(self.info, self.settings.bf16, self.settings.embed_batch_size)
+        return self._embedder
+
+    @property
+    def loaded_embedder(self) -> Embedder | None:
+        """The query encoder if this engine has made it already (collections share it)."""
         return self._embedder
 
     @property
@@ -218,6 +248,14 @@ class Engine:
             raise QueryError(f"the {what} contains a NUL character")
         return query.strip()
 
+    def _check_filter(self, value: FilterSpec) -> Filter | None:
+        """A user's filter, checked (``QueryError`` naming the field); None when it admits everything."""
+        try:
+            flt = Filter.parse(value, self.settings.extensions)
+        except FilterError as exc:
+            raise QueryError(str(exc)) from None
+        return None if flt.empty else flt
+
     def _check_k(self, k: int | None) -> int:
         if k is None:
             return self.settings.default_k
@@ -226,27 +264,29 @@ class Engine:
         return k
 
     # -- queries -------------------------------------------------------------------------------------
-    def _retrieve(self, query: str, k: int) -> tuple[np.ndarray, list[Passage]]:
+    def _retrieve(self, query: str, k: int, flt: Filter | None = None) -> tuple[np.ndarray, list[Passage]]:
         live = self._current()
-        retriever = live.retriever
-        vector, dense = self.dense(query, live.view.vectors, retriever.dense_candidates())
+        view, retriever = (live.view, live.retriever) if flt is None else live.filtered(flt)
+        vector, dense = self.dense(query, view.vectors, retriever.dense_candidates())
         return vector, retriever.search(query, vector, k, dense=dense)
 
-    def search(self, query: str, k: int | None = None) -> list[Passage]:
-        query, k = self._check_query(query), self._check_k(k)
-        return self._retrieve(query, k)[1]
+    def search(self, query: str, k: int | None = None, filter: FilterSpec = None) -> list[Passage]:
+        """``filter``: only passages of the documents it admits (``service.filters``), found inside
+        retrieval, so ``k`` come back whenever ``k`` such paragraphs exist."""
+        query, k, flt = self._check_query(query), self._check_k(k), self._check_filter(filter)
+        return self._retrieve(query, k, flt)[1]
 
-    def search_cited(self, query: str, k: int | None = None) -> list[Citation]:
+    def search_cited(self, query: str, k: int | None = None, filter: FilterSpec = None) -> list[Citation]:
         """Search results in rank order, each with its best-matching sentence for highlighting."""
         query = self._check_query(query)
-        return highlight(query, self.search(query, k))
+        return highlight(query, self.search(query, k, filter))
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
-        question, k = self._check_query(question, "question"), self._check_k(k)
-        vector, passages = self._retrieve(question, k)
+    def ask(self, question: str, k: int | None = None, filter: FilterSpec = None) -> Answer:
+        question, k, flt = self._check_query(question, "question"), self._check_k(k), self._check_filter(filter)
+        vector, passages = self._retrieve(question, k, flt)
         return build_answer(question, vector, passages, self.embedder, self.settings.abstain_threshold)
 
-    def context(self, query: str, max_tokens: int = 2000) -> Context:
+    def context(self, query: str, max_tokens: int = 2000, filter: FilterSpec = None) -> Context:
         """The best passages, each headed by its citation, packed into ``max_tokens`` tiktoken tokens."""
         from .tokens import count
 
@@ -255,7 +295,7 @@ class Engine:
             1 <= max_tokens <= self.settings.max_context_tokens
         ):
             raise QueryError(f"max_tokens must be an integer from 1 to {self.settings.max_context_tokens}")
-        answer = self.ask(query, self.settings.max_k)
+        answer = self.ask(query, self.settings.max_k, filter)
         cache = str(self.settings.cache_dir)
         parts: list[str] = []
         used = 0
@@ -270,6 +310,25 @@ class Engine:
             cited.append(c)
         text = "".join(parts).rstrip("\n")
         return Context(query, text, count(text, cache) if text else 0, cited)
+
+    # -- collections (service.collections) -------------------------------------------------------------
+    def collection(self, name: str | None) -> Engine:
+        """The engine of collection ``name`` (None: this one); ``CollectionNotFound`` when unknown."""
+        if name is None:
+            return self
+        if self._collections is None:
+            from .collections import Collections
+
+            with self._lock:
+                if self._collections is None:
+                    self._collections = Collections(self)
+        return self._collections.engine(name)
+
+    def collections(self) -> list[CollectionSummary]:
+        """Every configured collection with its counts (the default first)."""
+        self.collection("default")  # makes the registry
+        assert self._collections is not None
+        return self._collections.summaries()
 
     # -- documents -----------------------------------------------------------------------------------
     def stats(self) -> IndexStats:

@@ -22,7 +22,8 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, create_model
 
 from .config import Settings
-from .engine import Citation, Engine, NotFound, QueryError, StoreError
+from .engine import Citation, CollectionNotFound, Engine, NotFound, QueryError, StoreError
+from .filters import FilterModel
 from .wire import CitedPassage, citation_id, cited
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ This server searches a private collection of articles and cites them to the para
   (`seeds/003_517cb5bd72187ee7.txt`) for the whole article with numbered paragraphs.
 - `ask` answers a factual question with one extractive sentence and the passages behind it; its
   `answer` is null when the articles hold no good evidence (say so rather than guessing).
+- `search` and `ask` take an optional `filter` (`path` prefix or glob, file `type`s, `modified_after`,
+  `modified_before`); every tool takes an optional `collection` (`collections` lists them).
 Cite what you use as `source ¶paragraph` (for example `seeds/003_517cb5bd72187ee7.txt ¶4`)."""
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -59,6 +62,19 @@ class FetchedDocument(BaseModel):
     text: str = Field(description="The paragraph's full text, or the whole document with `[¶N]` paragraph marks.")
     url: str
     metadata: dict[str, Any] = Field(description="source, paragraph (for a citation id), offsets, counts.")
+
+
+class CollectionEntry(BaseModel):
+    name: str = Field(description="Pass it as `collection` to the other tools.")
+    default: bool = Field(description="The collection used when a tool is given none.")
+    documents: int
+    chunks: int
+    store: str
+    ready: bool = Field(description="Whether it has an index yet.")
+
+
+class CollectionListing(BaseModel):
+    collections: list[CollectionEntry]
 
 
 class AskResultBase(BaseModel):
@@ -106,7 +122,20 @@ def _linked(engine: Engine, base: str | None, c: Citation) -> LinkedCitation:
 
 
 def _tool_error(exc: Exception) -> ToolError:
-    return ToolError(str(exc.args[0]) if isinstance(exc, NotFound) and exc.args else str(exc))
+    return ToolError(str(exc.args[0]) if isinstance(exc, NotFound | CollectionNotFound) and exc.args else str(exc))
+
+
+def _filter(value: FilterModel | None) -> dict[str, Any] | None:
+    return value.spec() if value is not None else None
+
+
+CollectionArg = Annotated[str | None, Field(
+    description="Which collection to use (`collections` lists them); default: the default collection.",
+    max_length=48)]
+FilterArg = Annotated[FilterModel | None, Field(
+    description="Only passages of documents matching all given keys: `path` (prefix like `reports/` or glob like "
+                "`reports/**/*.pdf`), `type` (list like [\"pdf\", \"md\"]), `modified_after` / `modified_before` "
+                "(ISO 8601 date or time).")]
 
 
 # -- the server ----------------------------------------------------------------------------------------
@@ -133,6 +162,8 @@ def build_server(engine: Engine) -> MCPServer:
         ctx: Context,
         k: Annotated[int, Field(description="How many passages to return (at most one per paragraph).",
                                 ge=1, le=max_k)] = default_k,
+        filter: FilterArg = None,
+        collection: CollectionArg = None,
     ) -> SearchResults:
         """Search the article collection for passages relevant to a query (semantic + keyword search).
 
@@ -141,11 +172,12 @@ def build_server(engine: Engine) -> MCPServer:
         read the whole paragraph, or the `source` to read the whole article.
         """
         try:
-            found = engine.search_cited(query, k)
-        except (QueryError, NotFound, StoreError) as exc:
+            target = engine.collection(collection)
+            found = target.search_cited(query, k, _filter(filter))
+        except (QueryError, NotFound, CollectionNotFound, StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
-        return SearchResults(query=query, results=[_linked(engine, base, c) for c in found])
+        return SearchResults(query=query, results=[_linked(target, base, c) for c in found])
 
     @mcp.tool(title="Fetch a paragraph or document", annotations=READ_ONLY)
     def fetch(
@@ -155,6 +187,7 @@ def build_server(engine: Engine) -> MCPServer:
             min_length=1,
         )],
         ctx: Context,
+        collection: CollectionArg = None,
     ) -> FetchedDocument:
         """Read the full text behind a search result: one paragraph (citation id) or a whole document (path).
 
@@ -164,15 +197,16 @@ def build_server(engine: Engine) -> MCPServer:
         m = _CITATION_ID.match(id.strip())
         source, number = (m["source"], int(m["paragraph"])) if m else (id.strip(), None)
         try:
-            doc = engine.document(source)
-        except (QueryError, NotFound, StoreError) as exc:
+            target = engine.collection(collection)
+            doc = target.document(source)
+        except (QueryError, NotFound, CollectionNotFound, StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
         paragraphs = doc.paragraphs
         if number is None:
             text = "\n\n".join(f"[¶{p.paragraph}] {p.text}" for p in paragraphs)
             return FetchedDocument(
-                id=source, title=doc.title, text=text, url=_url(engine, base, source, None),
+                id=source, title=doc.title, text=text, url=_url(target, base, source, None),
                 metadata={"source": source, "paragraphs": len(paragraphs), "characters": len(doc.text),
                           "sha256": doc.sha256, "encoding": doc.encoding},
             )
@@ -180,7 +214,7 @@ def build_server(engine: Engine) -> MCPServer:
             raise ToolError(f"{source} has paragraphs 1 to {len(paragraphs)}; there is no ¶{number}")
         p = paragraphs[number - 1]
         return FetchedDocument(
-            id=citation_id(source, number), title=doc.title, text=p.text, url=_url(engine, base, source, number),
+            id=citation_id(source, number), title=doc.title, text=p.text, url=_url(target, base, source, number),
             metadata={"source": source, "paragraph": number, "char_start": p.char_start, "char_end": p.char_end,
                       "paragraphs": len(paragraphs), "citation": f"{source} ¶{number}"},
         )
@@ -191,6 +225,8 @@ def build_server(engine: Engine) -> MCPServer:
                                        min_length=1, max_length=max_chars)],
         ctx: Context,
         k: Annotated[int, Field(description="How many supporting passages to cite.", ge=1, le=max_k)] = default_k,
+        filter: FilterArg = None,
+        collection: CollectionArg = None,
     ) -> Annotated[CallToolResult, AskResult]:
         """Answer a question from the articles: the single sentence that answers it, quoted verbatim,
         plus the cited passages behind it (`source ¶paragraph`, each with a citation `id` for `fetch`).
@@ -199,20 +235,31 @@ def build_server(engine: Engine) -> MCPServer:
         passages are still listed. Prefer `search` for browsing a topic; use `ask` for a direct question.
         """
         try:
-            result = engine.ask(question, k)
-        except (QueryError, NotFound, StoreError) as exc:
+            target = engine.collection(collection)
+            result = target.ask(question, k, _filter(filter))
+        except (QueryError, NotFound, CollectionNotFound, StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
         out = AskResult.model_validate({
             "question": result.question, "answer": result.answer, "reason": result.reason,
             "confidence": round(result.confidence, 4),
-            "citations": [_linked(engine, base, c) for c in result.citations],
+            "citations": [_linked(target, base, c) for c in result.citations],
         })
         lines = [out.answer if out.answer is not None else f"No answer: {out.reason}", ""]
         for i, c in enumerate(out.citations, start=1):
             lines.append(f"[{i}] {c.source} ¶{c.paragraph} (id {c.id}): “{c.quote}”")
         return CallToolResult(content=[TextContent(type="text", text="\n".join(lines).strip())],
                               structured_content=out.model_dump(mode="json"))
+
+    @mcp.tool(title="List the collections", annotations=READ_ONLY)
+    def collections() -> CollectionListing:
+        """The collections this server searches (each a separate set of articles), with their sizes.
+        Pass a `name` as `collection` to `search`, `fetch` or `ask`."""
+        try:
+            found = engine.collections()
+        except StoreError as exc:
+            raise _tool_error(exc) from None
+        return CollectionListing(collections=[CollectionEntry(**c.as_dict()) for c in found])
 
     return mcp
 

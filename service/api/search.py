@@ -22,13 +22,14 @@ from .schemas import (
     SearchBody,
     SearchResponse,
     error_responses,
+    filter_spec,
 )
 
 BAD_INPUT = (400, 413, 415, 422)
 
 
 def router(models: RequestModels) -> APIRouter:
-    r = APIRouter(prefix="/v1", tags=["search"])
+    r = APIRouter(tags=["search"])  # mounted under /v1 and /v1/collections/{collection} (app.py)
     # Classes made at run time: the type checker reads the bodies as their static bases (``cast``).
     SearchRequest, AskRequest, ContextRequest = models.search, models.ask, models.context
 
@@ -37,7 +38,7 @@ def router(models: RequestModels) -> APIRouter:
     async def search(body: SearchRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         """Best passages first, one per paragraph, each with its highlight sentence (`quote`, `quote_start:quote_end`)."""
         req = cast(SearchBody, body)
-        found = await threads(engine.search_cited, req.query, req.k)
+        found = await threads(engine.search_cited, req.query, req.k, filter_spec(req))
         return {"query": req.query, "results": [cited(c) for c in found]}
 
     @r.get("/search", response_model=SearchResponse, responses=error_responses(401, 422, 503),
@@ -46,16 +47,22 @@ def router(models: RequestModels) -> APIRouter:
         q: Annotated[models.query_text, Query(description="The query.", examples=[QUESTION])],  # type: ignore[name-defined]
         engine: EngineDep, threads: ThreadsDep,
         k: Annotated[models.query_k, Query(examples=[3])] = None,  # type: ignore[name-defined]
+        path: Annotated[str | None, Query(description="Filter: path prefix or glob.")] = None,
+        type: Annotated[list[str] | None, Query(description="Filter: a file type (repeat for several).")] = None,
+        modified_after: Annotated[str | None, Query(description="Filter: ISO 8601 date or time.")] = None,
+        modified_before: Annotated[str | None, Query(description="Filter: ISO 8601 date or time.")] = None,
     ) -> dict[str, Any]:
-        """Same as `POST /v1/search`, with the query in `q`."""
-        return {"query": q, "results": [cited(c) for c in await threads(engine.search_cited, q, k)]}
+        """Same as `POST /v1/search`, with the query in `q` and the filter's fields as parameters."""
+        spec = {name: value for name, value in (("path", path), ("type", type), ("modified_after", modified_after),
+                                                ("modified_before", modified_before)) if value is not None}
+        return {"query": q, "results": [cited(c) for c in await threads(engine.search_cited, q, k, spec or None)]}
 
     @r.post("/ask", response_model=models.ask_response, responses=error_responses(401, *BAD_INPUT, 503),
             summary="Ask: an extractive answer with citations")
     async def ask(body: AskRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         """The sentence that answers, cited first; `answer` is null with a `reason` when no passage answers well."""
         req = cast(AskBody, body)
-        answer = await threads(engine.ask, req.question, req.k)
+        answer = await threads(engine.ask, req.question, req.k, filter_spec(req))
         return {**answer.as_dict(), "citations": [cited(c) for c in answer.citations]}
 
     @r.post("/context", response_model=ContextResponse, responses=error_responses(401, *BAD_INPUT, 503),
@@ -63,7 +70,7 @@ def router(models: RequestModels) -> APIRouter:
     async def context(body: ContextRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         """The best passages, each headed `[n] source ¶paragraph`, packed into at most `max_tokens` tiktoken tokens."""
         req = cast(ContextBody, body)
-        packed = await threads(engine.context, req.query, req.max_tokens)
+        packed = await threads(engine.context, req.query, req.max_tokens, filter_spec(req))
         return {**packed.as_dict(), "citations": [cited(c) for c in packed.citations]}
 
     return r
