@@ -392,3 +392,30 @@ def test_collections_are_separate_indexes(case: Case) -> None:
 
     with pytest.raises(CollectionNotFound, match="collections: default, papers"):
         default.collection("nope")
+
+
+def test_postgres_schema_1_is_migrated_to_record_modified_times(request: pytest.FixtureRequest) -> None:
+    """A database written before modified times (schema 1) gains the column; its documents read as unknown."""
+    import psycopg
+
+    from service.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStore
+
+    server: PgServer = request.getfixturevalue("pg_server")
+    url = server.create_database(f"contract_{next(_databases)}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(MIGRATIONS[0].encode())
+        conn.execute("CREATE TABLE ask_schema (version int NOT NULL)")
+        conn.execute("INSERT INTO ask_schema VALUES (1)")
+        conn.execute("INSERT INTO ask_meta (id, generation, corpus, model, chunking) VALUES "
+                     "(1, 1, '/x/seeds', '{\"name\": \"fake\", \"sha256\": \"f\", \"dim\": 3}', '{}')")
+        conn.execute("INSERT INTO ask_documents (source, sha256, encoding, title, text, n_chunks) "
+                     "VALUES ('seeds/a.txt', 'x', 'utf-8', 'A', 'A\n', 0)")
+    db = PostgresStore(url)
+    try:
+        view = db.view()
+        assert SCHEMA_VERSION == 2 and view.modified_times() == {"seeds/a.txt": None}
+        assert [d.modified for d in view.documents()] == [None]
+        assert db.run(lambda c: c.execute("SELECT version FROM ask_schema").fetchone()) == (2,)
+    finally:
+        db.close()
