@@ -35,6 +35,7 @@ __all__ = ["FIELDS", "Filter", "FilterError", "FilterModel", "parse_time"]
 FIELDS = ("path", "type", "modified_after", "modified_before")
 MAX_PATH_CHARS = 1000
 MAX_TYPES = 32
+GLOB_PATTERNS = 1000  # patterns a glob's braces may expand to (wcmatch's own default limit)
 _WILDCARDS = re.compile(r"[*?\[{]")
 _TYPE = re.compile(r"^[a-z0-9]{1,16}$")
 _SAME_TYPE = {"markdown": "md", "htm": "html", "text": "txt"}
@@ -68,7 +69,10 @@ def parse_time(value: Any, field_name: str) -> float:
                                       "(like 2024-05-01 or 2024-05-01T12:00:00Z)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise FilterError(field_name, f"{value[:60]!r} is out of range") from None
 
 
 @dataclass(frozen=True)
@@ -123,10 +127,11 @@ class Filter:
             raise FilterError("path", "a path inside the corpus: no leading '/', '.' or '..' segments")
         if _WILDCARDS.search(text):
             from wcmatch import glob
+            from wcmatch._wcparse import PatternLimitException
 
             try:
-                glob.compile(text, flags=_glob_flags())
-            except (ValueError, RecursionError) as exc:  # wcmatch refuses some patterns (too many braces)
+                glob.compile(text, flags=_glob_flags(), limit=GLOB_PATTERNS)
+            except (ValueError, RecursionError, PatternLimitException) as exc:  # e.g. braces expanding too far
                 raise FilterError("path", f"not a usable glob: {exc}") from None
         return text
 
@@ -172,7 +177,7 @@ class Filter:
             return None
         from wcmatch import glob
 
-        return glob.compile(self.path, flags=_glob_flags())
+        return glob.compile(self.path, flags=_glob_flags(), limit=GLOB_PATTERNS)
 
     def _path_admits(self, source: str) -> bool:
         if self.path is None:

@@ -49,6 +49,7 @@ def test_times_parse_dates_and_datetimes_as_utc() -> None:
     ({"path": "a\\b"}, "path", "backslash"),
     ({"path": 7}, "path", "prefix or glob"),
     ({"colour": "red"}, "colour", "unknown filter field"),
+    ({"path": "{a,b}" * 12}, "path", "not a usable glob"),
 ])
 def test_bad_values_name_their_field(spec: dict[str, object], field: str, needle: str) -> None:
     with pytest.raises(FilterError, match=needle) as caught:

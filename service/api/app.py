@@ -106,13 +106,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     keyed = [Depends(openapi_security(auth))] if auth.enabled else []
     search_router = search.router(request_models(settings))
-    app.include_router(search_router, prefix="/v1", dependencies=keyed)
-    app.include_router(documents.router, prefix="/v1", dependencies=keyed)
+    app.include_router(search_router, dependencies=keyed)
+    app.include_router(documents.router, dependencies=keyed)
     app.include_router(collections.router, dependencies=keyed)
     # The same routes for each collection (the key gate covers them: only /health itself is public).
     in_collection = [Depends(collections.collection_param), *keyed]
-    for router in (search_router, documents.router, status.health_router):
-        app.include_router(router, prefix=collections.PREFIX, dependencies=in_collection, tags=["collections"])
+    for router, prefix in ((search_router, "/v1"), (documents.router, "/v1"), (status.health_router, "")):
+        app.include_router(collections.rebased(router, prefix), dependencies=in_collection)
     app.include_router(status.health_router)
     app.include_router(status.metrics_router, dependencies=keyed if settings.protect_metrics else [])
     app.add_api_route("/", _page, include_in_schema=False)

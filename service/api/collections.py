@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
+from fastapi.routing import APIRoute
 
 from .deps import EngineDep
 from .schemas import CollectionList, error_responses
@@ -22,6 +23,23 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"])
 def list_collections(engine: EngineDep) -> dict[str, Any]:
     """The default collection (today's routes) first, then those of `ASK_COLLECTIONS`, with their counts."""
     return {"collections": [c.as_dict() for c in engine.collections()]}
+
+
+def rebased(router: APIRouter, old_prefix: str) -> APIRouter:
+    """``router``'s routes again with ``old_prefix`` of their paths replaced by ``PREFIX``: each route
+    keeps a full path of its own (the metrics label requests by it), tagged ``collections``."""
+    out = APIRouter()
+    for route in router.routes:
+        if not isinstance(route, APIRoute) or not route.path.startswith(old_prefix):
+            raise ValueError(f"cannot serve {route!r} per collection")
+        out.add_api_route(
+            PREFIX + route.path.removeprefix(old_prefix), route.endpoint, methods=sorted(route.methods or ()),
+            response_model=route.response_model, status_code=route.status_code, tags=[*route.tags, "collections"],
+            dependencies=list(route.dependencies), summary=route.summary and f"{route.summary} (one collection)",
+            description=route.description, responses=route.responses, openapi_extra=route.openapi_extra,
+            name=f"collection_{route.name}", response_class=route.response_class,
+            include_in_schema=route.include_in_schema)
+    return out
 
 
 def collection_param(

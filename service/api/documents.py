@@ -24,7 +24,7 @@ from .schemas import (
     error_responses,
 )
 
-router = APIRouter(prefix="/documents", tags=["documents"])  # under /v1 and /v1/collections/{collection}
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 ExistingId = Annotated[str, PathParam(description="Document id: the citation source, e.g. `" + SOURCE + "`.",
                                       examples=[SOURCE])]

@@ -29,7 +29,7 @@ BAD_INPUT = (400, 413, 415, 422)
 
 
 def router(models: RequestModels) -> APIRouter:
-    r = APIRouter(tags=["search"])  # mounted under /v1 and /v1/collections/{collection} (app.py)
+    r = APIRouter(prefix="/v1", tags=["search"])
     # Classes made at run time: the type checker reads the bodies as their static bases (``cast``).
     SearchRequest, AskRequest, ContextRequest = models.search, models.ask, models.context
 
