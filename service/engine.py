@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 
 # What the adapters (REST, CLI, MCP) may catch: the engine's own errors and the store's, one import.
 __all__ = ["Answer", "Citation", "CollectionNotFound", "Conflict", "Context", "CorpusError", "DocumentDeleted",
-           "DocumentText",
-           "DocumentWritten", "Engine", "IndexBusy", "NotFound", "QueryError", "StoreError", "StoreUnavailable"]
+           "DocumentText", "DocumentWritten", "Engine", "IndexBusy", "NotFound", "QueryError", "StoreError",
+           "StoreUnavailable"]
 
 log = logging.getLogger(__name__)
 

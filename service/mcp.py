@@ -112,7 +112,9 @@ def _base_url(ctx: Context | None) -> str | None:
 def _url(engine: Engine, base: str | None, source: str, paragraph: int | None) -> str:
     if base:
         url = f"{base}/#doc={quote(source, safe='/')}"
-        return f"{url}&p={paragraph}" if paragraph else url
+        url = f"{url}&p={paragraph}" if paragraph else url
+        collection = engine.settings.collection  # the page names a collection other than the default "c"
+        return f"{url}&c={quote(collection, safe='')}" if collection else url
     corpus = Path(engine.stats().corpus)
     return (corpus.parent / source).resolve().as_uri()
 

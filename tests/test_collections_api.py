@@ -175,6 +175,8 @@ async def test_mcp_tools_take_a_collection_and_a_filter(server: str) -> None:
                                                "filter": {"type": ["md"]}})
         assert not r.is_error, r.content
         assert {h["source"] for h in r.structured_content["results"]} == {"papers/solar/perovskite.md"}
+        hit = r.structured_content["results"][0]
+        assert hit["url"] == f"{server}/#doc=papers/solar/perovskite.md&p={hit['paragraph']}&c=papers"
         r = await session.call_tool("fetch", {"id": "papers/graphene.txt#p2", "collection": "papers"})
         assert not r.is_error and "copper" in r.structured_content["text"]
         r = await session.call_tool("ask", {"question": "what conducts heat?", "collection": "papers",

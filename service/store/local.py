@@ -571,12 +571,13 @@ def _by_document(snap: Snapshot, skip: set[str]) -> Iterator[tuple[DocRecord, li
 
 # -- filtered searches ---------------------------------------------------------------------------------------
 class SubsetVectors:
-    """Exact or HNSW search restricted to some rows (``ids``, ascending; ``mask`` over all rows).
+    """Vector search restricted to some rows (``ids``, ascending; ``mask`` over all rows).
 
-    A small selection is gathered and searched exactly (a quarter of the rows or fewer: cheaper than
-    scoring them all); otherwise an exact index scores every row and drops the others, and an HNSW
-    index searches its graph with a FAISS ID selector. Either way the ``n`` best admitted rows come
-    back whenever ``n`` are admitted.
+    Exact index: a selection of a quarter of the rows or fewer is gathered and scored alone (cheaper
+    than scoring every row), a larger one by scoring every row and dropping the others; exact either
+    way. HNSW index: up to ``SUBSET_EXACT_ROWS`` rows are gathered and scored exactly, more are
+    searched through the graph with a FAISS ID selector (efSearch at least ``n``; approximate, as
+    every HNSW search is). The ``n`` best admitted rows come back whenever ``n`` are admitted.
     """
 
     def __init__(self, whole: vector_index.VectorIndex, matrix: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> None:
