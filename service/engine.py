@@ -12,10 +12,11 @@ they catch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .answer import Answer, Citation, build_answer, highlight
+from .collections import CollectionNotFound
 from .config import Settings, get_settings
 from .corpus import CorpusError, document_from_bytes, paragraphs
 from .embedding import (
@@ -34,6 +36,7 @@ from .embedding import (
     onnx_path_for,
 )
 from .files import NAME_MAX, atomic_write, fsync_dir
+from .filters import Filter, FilterError
 from .generation import (
     GeneratedAnswer,
     Generation,
@@ -57,11 +60,13 @@ from .store.base import (
 )
 
 if TYPE_CHECKING:
+    from .collections import Collections, CollectionSummary
     from .indexer import Indexer, IndexReport
 
 # What the adapters (REST, CLI, MCP) may catch: the engine's own errors and the store's, one import.
-__all__ = ["Answer", "Citation", "Conflict", "Context", "CorpusError", "DocumentDeleted", "DocumentText",
-           "DocumentWritten", "Engine", "IndexBusy", "NotFound", "QueryError", "StoreError", "StoreUnavailable",
+__all__ = ["Answer", "Citation", "CollectionNotFound", "Conflict", "Context", "CorpusError", "DocumentDeleted",
+           "DocumentText", "DocumentWritten", "Engine", "IndexBusy", "NotFound", "QueryError", "StoreError",
+           "StoreUnavailable",
            # generated answers (service.generation)
            "GeneratedAnswer", "Generation", "GeneratorError", "GeneratorNotConfigured", "GeneratorTimeout",
            "GeneratorUnavailable", "Token"]
@@ -122,6 +127,9 @@ class DocumentText:
                      "text": p.text} for p in self.paragraphs]}
 
 
+FilterSpec = Mapping[str, Any] | Filter | None  # what callers pass as a filter (see service.filters)
+
+
 class _Live:
     """A view with its retriever: swapped as one object so a call never mixes two states."""
 
@@ -129,6 +137,7 @@ class _Live:
         self.view = view
         self.retriever = Retriever.from_settings(view, settings)
         self._pages: dict[str, PageMap | None] = {}
+        self._times_unknown: bool | None = None
 
     def page_map(self, source: str) -> PageMap | None:
         """Where a paged document's paragraphs sit (None for other documents), read once per view."""
@@ -149,6 +158,21 @@ class _Live:
                 c = dataclasses.replace(c, page=page, paragraph=paragraph)
             out.append(c)
         return out
+
+    def filtered(self, flt: Filter) -> tuple[IndexView, Retriever]:
+        """The view restricted to what ``flt`` admits, and the same retriever over it."""
+        if flt.by_time and self.times_unknown():
+            raise QueryError("this index was written before documents' modified times were recorded; run "
+                             "`python -m service index` once to record them, then filter by time")
+        view = self.view.filtered(flt)
+        retriever = copy.copy(self.retriever)  # same settings and reranker; only the view differs
+        retriever.view = view
+        return view, retriever
+
+    def times_unknown(self) -> bool:
+        if self._times_unknown is None:
+            self._times_unknown = any(t is None for t in self.view.modified_times().values())
+        return self._times_unknown
 
 
 class Engine:
@@ -172,6 +196,7 @@ class Engine:
         self._write_lock = threading.Lock()
         self._writes: Indexer | None = None
         self._generation: Generation | None = None
+        self._collections: Collections | None = None
 
     # -- model and view ----------------------------------------------------------------------------
     @property
@@ -190,6 +215,11 @@ class Engine:
                 if self.settings.query_backend == "onnx":
                     log.warning("no ONNX query encoder at %s; using sentence-transformers (slower start)", onnx)
                 self._embedder = TorchEmbedder(self.info, self.settings.bf16, self.settings.embed_batch_size)
+        return self._embedder
+
+    @property
+    def loaded_embedder(self) -> Embedder | None:
+        """The query encoder if this engine has made it already (collections share it)."""
         return self._embedder
 
     @property
@@ -257,6 +287,14 @@ class Engine:
             raise QueryError(f"the {what} contains a NUL character")
         return query.strip()
 
+    def _check_filter(self, value: FilterSpec) -> Filter | None:
+        """A user's filter, checked (``QueryError`` naming the field); None when it admits everything."""
+        try:
+            flt = Filter.parse(value, self.settings.extensions)
+        except FilterError as exc:
+            raise QueryError(str(exc)) from None
+        return None if flt.empty else flt
+
     def _check_k(self, k: int | None) -> int:
         if k is None:
             return self.settings.default_k
@@ -265,32 +303,35 @@ class Engine:
         return k
 
     # -- queries -------------------------------------------------------------------------------------
-    def _retrieve(self, query: str, k: int) -> tuple[np.ndarray, list[Passage]]:
-        return self._retrieve_live(query, k)[1:]
+    def _retrieve(self, query: str, k: int, flt: Filter | None = None) -> tuple[np.ndarray, list[Passage]]:
+        return self._retrieve_live(query, k, flt)[1:]
 
-    def _retrieve_live(self, query: str, k: int) -> tuple[_Live, np.ndarray, list[Passage]]:
+    def _retrieve_live(self, query: str, k: int, flt: Filter | None = None
+                       ) -> tuple[_Live, np.ndarray, list[Passage]]:
         live = self._current()
-        retriever = live.retriever
-        vector, dense = self.dense(query, live.view.vectors, retriever.dense_candidates())
+        view, retriever = (live.view, live.retriever) if flt is None else live.filtered(flt)
+        vector, dense = self.dense(query, view.vectors, retriever.dense_candidates())
         return live, vector, retriever.search(query, vector, k, dense=dense)
 
-    def search(self, query: str, k: int | None = None) -> list[Passage]:
-        query, k = self._check_query(query), self._check_k(k)
-        return self._retrieve(query, k)[1]
+    def search(self, query: str, k: int | None = None, filter: FilterSpec = None) -> list[Passage]:
+        """``filter``: only passages of the documents it admits (``service.filters``), found inside
+        retrieval, so ``k`` come back whenever ``k`` such paragraphs exist."""
+        query, k, flt = self._check_query(query), self._check_k(k), self._check_filter(filter)
+        return self._retrieve(query, k, flt)[1]
 
-    def search_cited(self, query: str, k: int | None = None) -> list[Citation]:
+    def search_cited(self, query: str, k: int | None = None, filter: FilterSpec = None) -> list[Citation]:
         """Search results in rank order, each with its best-matching sentence for highlighting."""
-        query, k = self._check_query(query), self._check_k(k)
-        live, _vector, passages = self._retrieve_live(query, k)
+        query, k, flt = self._check_query(query), self._check_k(k), self._check_filter(filter)
+        live, _vector, passages = self._retrieve_live(query, k, flt)
         return live.place(highlight(query, passages))
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
-        question, k = self._check_query(question, "question"), self._check_k(k)
-        live, vector, passages = self._retrieve_live(question, k)
+    def ask(self, question: str, k: int | None = None, filter: FilterSpec = None) -> Answer:
+        question, k, flt = self._check_query(question, "question"), self._check_k(k), self._check_filter(filter)
+        live, vector, passages = self._retrieve_live(question, k, flt)
         answer = build_answer(question, vector, passages, self.embedder, self.settings.abstain_threshold)
         return dataclasses.replace(answer, citations=live.place(answer.citations))
 
-    def context(self, query: str, max_tokens: int = 2000) -> Context:
+    def context(self, query: str, max_tokens: int = 2000, filter: FilterSpec = None) -> Context:
         """The best passages, each headed by its citation, packed into ``max_tokens`` tiktoken tokens."""
         from .tokens import count
 
@@ -299,7 +340,7 @@ class Engine:
             1 <= max_tokens <= self.settings.max_context_tokens
         ):
             raise QueryError(f"max_tokens must be an integer from 1 to {self.settings.max_context_tokens}")
-        answer = self.ask(query, self.settings.max_k)
+        answer = self.ask(query, self.settings.max_k, filter)
         cache = str(self.settings.cache_dir)
         parts: list[str] = []
         used = 0
@@ -323,6 +364,24 @@ class Engine:
                 if self._generation is None:
                     self._generation = Generation(self)
         return self._generation
+    # -- collections (service.collections) -------------------------------------------------------------
+    def collection(self, name: str | None) -> Engine:
+        """The engine of collection ``name`` (None: this one); ``CollectionNotFound`` when unknown."""
+        if name is None:
+            return self
+        if self._collections is None:
+            from .collections import Collections
+
+            with self._lock:
+                if self._collections is None:
+                    self._collections = Collections(self)
+        return self._collections.engine(name)
+
+    def collections(self) -> list[CollectionSummary]:
+        """Every configured collection with its counts (the default first)."""
+        self.collection("default")  # makes the registry
+        assert self._collections is not None
+        return self._collections.summaries()
 
     # -- documents -----------------------------------------------------------------------------------
     def stats(self) -> IndexStats:

@@ -197,6 +197,7 @@ class Indexer:
             docs: list[Document] = []
             prev = None if rebuild else writer.previous()
             indexed = self._current_hashes(prev) if prev is not None and self._same_chunking(prev) else {}
+            modified: dict[str, float] = {}  # each file's modification time, recorded for filters
             for item in walk(root, self.settings.extensions, self.settings.external_symlinks):
                 if isinstance(item, Skipped):
                     self._skip(report, item)
@@ -207,11 +208,15 @@ class Indexer:
                 except CorpusError as exc:
                     self._skip(report, Skipped(source, str(exc)))
                     continue
+                try:
+                    modified[source] = path.stat().st_mtime
+                except OSError:  # gone since it was read: the time of this run stands in
+                    modified[source] = time.time()
                 if docs[-1].empty_pages:
                     report.empty_pages[source] = list(docs[-1].empty_pages)
                     log.warning("%s: pages %s have no text layer (scanned?) and are skipped", source,
                                 ", ".join(map(str, docs[-1].empty_pages)))
-            self._commit_changes(writer, root, docs, None, report, rebuild=rebuild)
+            self._commit_changes(writer, root, docs, None, report, rebuild=rebuild, modified=modified)
         report.seconds = time.monotonic() - started
         return report
 
@@ -246,10 +251,17 @@ class Indexer:
         deletes: list[str] | None,
         report: IndexReport,
         rebuild: bool,
+        modified: dict[str, float] | None = None,
     ) -> None:
         """Embed what changed and commit it through ``writer``. ``deletes`` None: ``docs`` is the whole
-        corpus, and indexed documents missing from it are deleted."""
+        corpus, and indexed documents missing from it are deleted.
+
+        ``modified``: the documents' modification times (default: now, as for an API write). A
+        document whose content is unchanged but whose time differs from the recorded one (touched,
+        or indexed before times were recorded) gets its new time without being embedded again."""
         full_listing = deletes is None
+        now = time.time()
+        modified = modified if modified is not None else {}
         prev = None if rebuild else writer.previous()
         same_chunking = prev is not None and self._same_chunking(prev)
         if prev is not None and not same_chunking:
@@ -269,6 +281,13 @@ class Indexer:
             present = {d.source for d in docs}
             deletes = [s for s in sorted(indexed) if s not in present]
         report.deleted = [s for s in deletes if s in indexed]
+        touch: dict[str, float] = {}
+        if prev is not None and modified:
+            recorded = prev.modified_times()
+            queued = {d.source for d in todo}
+            touch = {s: t for s, t in modified.items() if s in indexed and s not in queued and recorded.get(s) != t}
+            if touch:
+                log.info("recording the modified time of %d unchanged documents", len(touch))
         meta = self._meta(root)
         # Until the last commit of a whole-folder run, the index records the readers it had: a run
         # stopped half-way (or an API write, which reads one file) leaves the files of a changed reader
@@ -279,7 +298,7 @@ class Indexer:
             chunking = {k: v for k, v in meta.chunking.items() if k != "readers"}
             interim = IndexMeta(meta.corpus, meta.model, {**chunking, **({"readers": old_readers} if old_readers else {})})
         corpus_moved = prev is not None and prev.meta.corpus != meta.corpus
-        if prev is not None and not todo and not report.deleted and not corpus_moved:
+        if prev is not None and not todo and not report.deleted and not corpus_moved and not touch:
             stats = prev.stats()
             report.documents_total, report.chunks_total = stats.documents, stats.chunks
             if full_listing:
@@ -295,7 +314,7 @@ class Indexer:
             # A rebuild replaces everything at its first commit; deletions go with the first commit too.
             # Documents being re-indexed keep their old chunks until their new version is committed:
             # an intermediate commit never loses a document that is still in the folder.
-            replace_all, first_deletes = rebuild, list(report.deleted)
+            replace_all, first_deletes, first_touch = rebuild, list(report.deleted), touch
             done: list[DocumentUpsert] = []
             pending: list[tuple[Document, list[Chunk], list[str]]] = []
             bar = self._progress_bar(len(todo))
@@ -306,7 +325,8 @@ class Indexer:
                 vectors = self._embed(texts, cache)
                 offset = 0
                 for doc, chunks, ts in pending:
-                    rec = DocRecord(doc.source, doc.sha256, doc.encoding, doc.title, doc.text)
+                    rec = DocRecord(doc.source, doc.sha256, doc.encoding, doc.title, doc.text,
+                                    modified.get(doc.source, now))
                     records = [ChunkRecord(0, c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text)
                                for c in chunks]
                     done.append(DocumentUpsert(rec, records, vectors[offset : offset + len(ts)], ts))
@@ -318,9 +338,10 @@ class Indexer:
                 pending.clear()
 
             def commit(last: bool = False) -> None:
-                nonlocal replace_all, first_deletes
-                result = writer.apply(meta if last else interim, done, first_deletes, replace_all=replace_all)
-                replace_all, first_deletes = False, []
+                nonlocal replace_all, first_deletes, first_touch
+                result = writer.apply(meta if last else interim, done, first_deletes, replace_all=replace_all,
+                                      touch=first_touch)
+                replace_all, first_deletes, first_touch = False, [], {}
                 done.clear()
                 report.snapshot = result.version
                 report.documents_total, report.chunks_total = result.documents, result.chunks

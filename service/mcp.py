@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, create_model
 from .config import Settings
 from .engine import (
     Citation,
+    CollectionNotFound,
     Engine,
     GeneratedAnswer,
     GeneratorError,
@@ -31,6 +32,7 @@ from .engine import (
     QueryError,
     StoreError,
 )
+from .filters import FilterModel
 from .pages import label, parse_citation_id
 from .wire import CitedPassage, citation_id, cited
 
@@ -45,6 +47,8 @@ This server searches a private collection of articles and cites them to the para
   (`seeds/003_517cb5bd72187ee7.txt`) for the whole article with numbered paragraphs.
 - `ask` answers a factual question with one extractive sentence and the passages behind it; its
   `answer` is null when the articles hold no good evidence (say so rather than guessing).
+- `search` and `ask` take an optional `filter` (`path` prefix or glob, file `type`s, `modified_after`,
+  `modified_before`); every tool takes an optional `collection` (`collections` lists them).
 Cite what you use as `source ¶paragraph` (for example `seeds/003_517cb5bd72187ee7.txt ¶4`), or
 `source p. page ¶paragraph` when a result has a `page` (`report.pdf p. 3 ¶2`)."""
 
@@ -69,6 +73,19 @@ class FetchedDocument(BaseModel):
     text: str = Field(description="The paragraph's full text, or the whole document with `[¶N]` paragraph marks.")
     url: str
     metadata: dict[str, Any] = Field(description="source, paragraph (for a citation id), offsets, counts.")
+
+
+class CollectionEntry(BaseModel):
+    name: str = Field(description="Pass it as `collection` to the other tools.")
+    default: bool = Field(description="The collection used when a tool is given none.")
+    documents: int
+    chunks: int
+    store: str
+    ready: bool = Field(description="Whether it has an index yet.")
+
+
+class CollectionListing(BaseModel):
+    collections: list[CollectionEntry]
 
 
 class AskResultBase(BaseModel):
@@ -110,8 +127,10 @@ def _base_url(ctx: Context | None) -> str | None:
 def _url(engine: Engine, base: str | None, source: str, paragraph: int | None, page: int | None = None) -> str:
     if base:
         url = f"{base}/#doc={quote(source, safe='/')}"
-        url = f"{url}&page={page}" if page is not None else url
-        return f"{url}&p={paragraph}" if paragraph else url
+        url = f"{url}&pg={page}" if page is not None else url  # the page's own hash keys
+        url = f"{url}&p={paragraph}" if paragraph else url
+        collection = engine.settings.collection  # the page names a collection other than the default "c"
+        return f"{url}&c={quote(collection, safe='')}" if collection else url
     corpus = Path(engine.stats().corpus)
     return (corpus.parent / source).resolve().as_uri()
 
@@ -121,7 +140,20 @@ def _linked(engine: Engine, base: str | None, c: Citation) -> LinkedCitation:
 
 
 def _tool_error(exc: Exception) -> ToolError:
-    return ToolError(str(exc.args[0]) if isinstance(exc, NotFound) and exc.args else str(exc))
+    return ToolError(str(exc.args[0]) if isinstance(exc, NotFound | CollectionNotFound) and exc.args else str(exc))
+
+
+def _filter(value: FilterModel | None) -> dict[str, Any] | None:
+    return value.spec() if value is not None else None
+
+
+CollectionArg = Annotated[str | None, Field(
+    description="Which collection to use (`collections` lists them); default: the default collection.",
+    max_length=48)]
+FilterArg = Annotated[FilterModel | None, Field(
+    description="Only passages of documents matching all given keys: `path` (prefix like `reports/` or glob like "
+                "`reports/**/*.pdf`), `type` (list like [\"pdf\", \"md\"]), `modified_after` / `modified_before` "
+                "(ISO 8601 date or time).")]
 
 
 # -- the server ----------------------------------------------------------------------------------------
@@ -148,6 +180,8 @@ def build_server(engine: Engine) -> MCPServer:
         ctx: Context,
         k: Annotated[int, Field(description="How many passages to return (at most one per paragraph).",
                                 ge=1, le=max_k)] = default_k,
+        filter: FilterArg = None,
+        collection: CollectionArg = None,
     ) -> SearchResults:
         """Search the article collection for passages relevant to a query (semantic + keyword search).
 
@@ -156,11 +190,12 @@ def build_server(engine: Engine) -> MCPServer:
         read the whole paragraph, or the `source` to read the whole article.
         """
         try:
-            found = engine.search_cited(query, k)
-        except (QueryError, NotFound, StoreError) as exc:
+            target = engine.collection(collection)
+            found = target.search_cited(query, k, _filter(filter))
+        except (QueryError, NotFound, CollectionNotFound, StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
-        return SearchResults(query=query, results=[_linked(engine, base, c) for c in found])
+        return SearchResults(query=query, results=[_linked(target, base, c) for c in found])
 
     @mcp.tool(title="Fetch a paragraph or document", annotations=READ_ONLY)
     def fetch(
@@ -170,6 +205,7 @@ def build_server(engine: Engine) -> MCPServer:
             min_length=1,
         )],
         ctx: Context,
+        collection: CollectionArg = None,
     ) -> FetchedDocument:
         """Read the full text behind a search result: one paragraph (citation id) or a whole document (path).
 
@@ -179,15 +215,16 @@ def build_server(engine: Engine) -> MCPServer:
         parsed = parse_citation_id(id.strip())
         source, page, number = parsed if parsed else (id.strip(), None, None)
         try:
-            doc = engine.document(source)
-        except (QueryError, NotFound, StoreError) as exc:
+            target = engine.collection(collection)
+            doc = target.document(source)
+        except (QueryError, NotFound, CollectionNotFound, StoreError) as exc:
             raise _tool_error(exc) from None
         base = _base_url(ctx)
         paragraphs = doc.paragraphs
         if number is None:
             text = "\n\n".join(f"[{label('', p.page, p.paragraph).strip()}] {p.text}" for p in paragraphs)
             return FetchedDocument(
-                id=source, title=doc.title, text=text, url=_url(engine, base, source, None),
+                id=source, title=doc.title, text=text, url=_url(target, base, source, None),
                 metadata={"source": source, "paragraphs": len(paragraphs), "characters": len(doc.text),
                           "sha256": doc.sha256, "encoding": doc.encoding, "pages": doc.pages,
                           "empty_pages": list(doc.empty_pages)},
@@ -203,7 +240,7 @@ def build_server(engine: Engine) -> MCPServer:
         p = found[0]
         return FetchedDocument(
             id=citation_id(source, number, page), title=doc.title, text=p.text,
-            url=_url(engine, base, source, number, page),
+            url=_url(target, base, source, number, page),
             metadata={"source": source, "page": page, "paragraph": number, "char_start": p.char_start,
                       "char_end": p.char_end, "paragraphs": len(paragraphs), "citation": label(source, page, number)},
         )
@@ -217,6 +254,8 @@ def build_server(engine: Engine) -> MCPServer:
         generate: Annotated[bool, Field(description="Have the service's language model write the answer from the "
                                                     "passages, with [n] markers checked against them (needs "
                                                     "ASK_LLM_BASE_URL).")] = False,
+        filter: FilterArg = None,
+        collection: CollectionArg = None,
     ) -> Annotated[CallToolResult, AskResult]:
         """Answer a question from the articles: the single sentence that answers it, quoted verbatim,
         plus the cited passages behind it (`source ¶paragraph`, each with a citation `id` for `fetch`).
@@ -225,8 +264,10 @@ def build_server(engine: Engine) -> MCPServer:
         passages are still listed. Prefer `search` for browsing a topic; use `ask` for a direct question.
         """
         try:
-            result = engine.generation.answer(question, k) if generate else engine.ask(question, k)
-        except (QueryError, NotFound, StoreError, GeneratorNotConfigured) as exc:
+            target = engine.collection(collection)
+            flt = _filter(filter)
+            result = target.generation.answer(question, k, flt) if generate else target.ask(question, k, flt)
+        except (QueryError, NotFound, CollectionNotFound, StoreError, GeneratorNotConfigured) as exc:
             raise _tool_error(exc) from None
         except GeneratorError as exc:  # the extractive answer still goes back, in the error's text
             found = exc.extractive.answer if exc.extractive else None
@@ -235,13 +276,23 @@ def build_server(engine: Engine) -> MCPServer:
         out = AskResult.model_validate({
             **result.as_dict(), "confidence": round(result.extractive.confidence if isinstance(
                 result, GeneratedAnswer) else result.confidence, 4),
-            "citations": [_linked(engine, base, c) for c in result.citations],
+            "citations": [_linked(target, base, c) for c in result.citations],
         })
         lines = [out.answer if out.answer is not None else f"No answer: {out.reason}", ""]
         for i, c in enumerate(out.citations, start=1):
             lines.append(f"[{i}] {label(c.source, c.page, c.paragraph)} (id {c.id}): “{c.quote}”")
         return CallToolResult(content=[TextContent(type="text", text="\n".join(lines).strip())],
                               structured_content=out.model_dump(mode="json"))
+
+    @mcp.tool(title="List the collections", annotations=READ_ONLY)
+    def collections() -> CollectionListing:
+        """The collections this server searches (each a separate set of articles), with their sizes.
+        Pass a `name` as `collection` to `search`, `fetch` or `ask`."""
+        try:
+            found = engine.collections()
+        except StoreError as exc:
+            raise _tool_error(exc) from None
+        return CollectionListing(collections=[CollectionEntry(**c.as_dict()) for c in found])
 
     return mcp
 

@@ -134,6 +134,13 @@ def _batch_product(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return _gemm_session().run(None, {"queries": queries, "matrix": matrix})[0]
 
 
+def exact_scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``queries @ matrix.T`` (float32, [len(queries), rows]) in the same GEMM as exact search."""
+    if not len(matrix):
+        return np.zeros((len(queries), 0), np.float32)
+    return np.asarray(_batch_product(np.ascontiguousarray(queries, np.float32), matrix), np.float32)
+
+
 class HnswIndex:
     """FAISS HNSW (approximate); results below rank ``efSearch`` are the graph's best effort."""
 
@@ -154,6 +161,19 @@ class HnswIndex:
             return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
         scores, ids = self.index.search(queries, n)
         return ids.astype(np.int64), scores
+
+    def search_among(self, queries: np.ndarray, n: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` over the rows ``ids`` only (a FAISS ID selector: the graph is walked as usual and
+        only admitted rows are kept, with efSearch at least ``n``); id -1 pads what it could not find."""
+        faiss = _faiss()
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        n = min(n, len(ids))
+        if n <= 0:
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, np.int64))
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, n))
+        scores, found = self.index.search(queries, n, params=params)
+        return found.astype(np.int64), scores
 
 
 def build_hnsw(vectors: np.ndarray) -> faiss.IndexHNSWFlat:

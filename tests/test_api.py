@@ -534,10 +534,10 @@ class _Blocking:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
-    def search_cited(self, query: str, k: int | None = None) -> Any:
+    def search_cited(self, query: str, k: int | None = None, filter: Any = None) -> Any:
         self.entered.set()
         assert self.release.wait(120)
-        return self._engine.search_cited(query, k)
+        return self._engine.search_cited(query, k, filter)
 
 
 def test_engine_work_does_not_block_the_event_loop(api_settings: Settings, seed_engine: Engine) -> None:

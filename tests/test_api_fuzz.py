@@ -43,7 +43,7 @@ def error_shape(ctx, response, case) -> None:
 def test_no_server_errors(fuzz_url: str) -> None:
     schema = schemathesis.openapi.from_url(f"{fuzz_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 12  # with GET /v1/models and POST /v1/chat/completions
+    assert len(operations) == 22  # 10, GET /v1/models, POST /v1/chat/completions, GET /v1/collections, and 9 again under /v1/collections/{collection}
     for operation in operations:
 
         @given(case=operation.as_strategy())

@@ -66,7 +66,7 @@ async def exercise(session: ClientSession, base_url: str | None) -> None:
     assert init.server_info.name == "ask" and "fetch" in (init.instructions or "")
 
     tools = {t.name: t for t in (await session.list_tools()).tools}
-    assert set(tools) == {"search", "fetch", "ask"}
+    assert set(tools) == {"search", "fetch", "ask", "collections"}
     for tool in tools.values():
         assert len(tool.description or "") > 80 and tool.annotations and tool.annotations.read_only_hint
     assert tools["search"].input_schema["required"] == ["query"]

@@ -159,7 +159,7 @@ async def test_mcp_ids_and_fetch_by_page(server: str) -> None:
         r = await session.call_tool("search", {"query": HERRING, "k": 3})
         top = r.structured_content["results"][0]
         assert (top["source"], top["page"], top["paragraph"]) == (PDF, 3, 1)
-        assert top["id"] == f"{PDF}#page3.p1" and top["url"].endswith("&page=3&p=1")
+        assert top["id"] == f"{PDF}#page3.p1" and top["url"].endswith("&pg=3&p=1")
         r = await session.call_tool("fetch", {"id": top["id"]})
         assert not r.is_error, r.content
         fetched = r.structured_content

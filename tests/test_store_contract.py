@@ -248,3 +248,174 @@ def test_more_candidates_than_the_default_search_width(case: Case) -> None:
         view = PostgresStore(case.settings.store or "", ef_search=40).view()
     ids, _scores = view.vectors.search(query, n)
     assert (ids[0] >= 0).sum() == n
+
+
+# -- filters and modified times (issue 16) ------------------------------------------------------------------
+NOTES = {f"notes/{year}/memo-{i}.{ext}": (year, i) for year in (2023, 2024) for i in range(3) for ext in ("txt", "md")}
+
+
+def _with_notes(case: Case) -> dict[str, float]:
+    """Twelve short notes beside the seeds, each with a known modified time; returns them by source."""
+    import os
+    from datetime import UTC, datetime
+
+    times = {}
+    for name, (year, i) in NOTES.items():
+        path = write(case.corpus, name, f"Memo {year}-{i}\n\nThe harbour committee met about the bridge in {year}.\n\n"
+                                        f"Item {i}: the ferry timetable changes.\n")
+        t = datetime(year, 1 + i, 15, tzinfo=UTC).timestamp()
+        os.utime(path, (t, t))
+        times[f"seeds/{name}"] = t
+    for path in case.corpus.glob("*.txt"):
+        os.utime(path, (1e9, 1e9))  # 2001
+        times[f"seeds/{path.name}"] = 1e9
+    return times
+
+
+FILTERS: list[tuple[dict[str, Any], Any]] = [
+    ({"path": "notes/"}, lambda s: s.startswith("seeds/notes/")),
+    ({"path": "notes/2024/*.md"}, lambda s: s.startswith("seeds/notes/2024/") and s.endswith(".md")),
+    ({"type": ["md"]}, lambda s: s.endswith(".md")),
+    ({"modified_after": "2024-01-01", "modified_before": "2024-03-01"},
+     lambda s: s in ("seeds/notes/2024/memo-0.txt", "seeds/notes/2024/memo-0.md", "seeds/notes/2024/memo-1.txt",
+                     "seeds/notes/2024/memo-1.md")),
+    ({"path": "seeds/0*", "modified_before": "2010-01-01"}, lambda s: s.startswith("seeds/0")),
+]
+
+
+def test_filters_apply_inside_retrieval(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    """k passages come back when k admitted paragraphs exist, even for a query about other documents."""
+    times = _with_notes(case)
+    case.indexer().sync()
+    engine = case.engine()
+    assert {d.source: d.modified for d in engine.documents()} == times
+    for spec, admits in FILTERS:
+        admitted = [s for s in times if admits(s)]
+        for query in ("who visited Myanmar?", "harbour bridge ferry"):
+            found = engine.search_cited(query, 8, spec)
+            assert all(admits(c.source) for c in found), (spec, query)
+            assert len(found) == min(8, sum(len(engine.document(s).paragraphs) for s in admitted)), (spec, query)
+        assert all(admits(c.source) for c in engine.ask("who visited Myanmar?", 5, spec).citations)
+        assert all(admits(c.source) for c in engine.context("harbour ferry", 300, spec).citations)
+    if case.kind == "postgresql":  # a large selection goes through the HNSW index, scanning on until enough match
+        from service.store import postgres
+
+        exact = case.citations("harbour bridge ferry", 8)
+        monkeypatch.setattr(postgres, "EXACT_FILTERED_ROWS", 0)
+        scanned = case.engine().search_cited("harbour bridge ferry", 8, {"path": "notes/"})
+        assert len(scanned) == 8 and all(c.source.startswith("seeds/notes/") for c in scanned)
+        assert len(exact) == 8
+
+
+def test_modified_times_follow_writes_and_touches(case: Case) -> None:
+    import os
+    import time
+
+    times = _with_notes(case)
+    case.indexer().sync()
+    engine = case.engine()
+    before = time.time()
+    engine.put_document("seeds/notes/new.txt", b"New\n\nA brand new memo about the lighthouse.\n")
+    after = time.time()
+    recorded = {d.source: d.modified for d in engine.documents()}
+    assert before - 1 <= (recorded["seeds/notes/new.txt"] or 0) <= after + 1
+    assert {c.source for c in engine.search_cited("lighthouse memo", 5, {"modified_after": "2025-01-01"})} \
+        == {"seeds/notes/new.txt"}
+    touched = case.corpus / "notes/2023/memo-0.txt"
+    os.utime(touched, (2e9, 2e9))
+    texts = case.embedder.texts
+    report = case.indexer().sync()
+    assert report.chunks_embedded == 0 and case.embedder.texts == texts and report.snapshot
+    recorded = {d.source: d.modified for d in case.engine().documents()}
+    assert recorded["seeds/notes/2023/memo-0.txt"] == 2e9
+    assert all(recorded[s] == t for s, t in times.items() if s != "seeds/notes/2023/memo-0.txt")
+    assert case.indexer().sync().snapshot is None, "nothing changed: nothing committed"
+
+
+def test_both_stores_filter_alike(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    cases = [make_case(kind, tmp_path / kind, request) for kind in KINDS]
+    for c in cases:
+        _with_notes(c)
+        c.indexer().sync()
+    for spec, _admits in FILTERS:
+        for query in QUERIES[:3]:
+            local, pg = ([(x.source, x.paragraph, x.char_start, x.char_end) for x in c.engine().search_cited(query, 6, spec)]
+                         for c in cases)
+            assert local == pg, (spec, query)
+
+
+# -- collections (issue 16) ---------------------------------------------------------------------------------
+def test_collections_are_separate_indexes(case: Case) -> None:
+    from service.collections import settings_for
+
+    papers = case.corpus.parent / "papers"
+    write(papers, "a.txt", "Graphene\n\nGraphene conducts heat better than copper at room temperature.\n")
+    write(papers, "sub/b.md", "Perovskite\n\nPerovskite solar cells degrade in humid air.\n")
+    from service.config import CollectionSpec
+
+    case.settings = case.settings.model_copy(update={"collections": {"papers": CollectionSpec(corpus=papers)}})
+    case.indexer().sync()
+    default = case.engine()
+    paper_settings = settings_for(case.settings, "papers")
+    report = Indexer(paper_settings, embedder=case.embedder, progress=False).sync()
+    assert report.added == ["papers/a.txt", "papers/sub/b.md"]
+    engine = default.collection("papers")
+    assert engine is default.collection("papers") and default.collection("default") is default
+    assert engine.stats().documents == 2 and default.stats().documents == 5
+    assert {c.source for c in engine.search_cited("graphene heat copper", 5)} <= {"papers/a.txt", "papers/sub/b.md"}
+    assert all(c.source.startswith("seeds/") for c in default.search_cited("graphene heat copper", 5))
+    assert {c.source for c in engine.search_cited("solar cells", 5, {"type": ["md"]})} == {"papers/sub/b.md"}
+    written = engine.put_document("papers/c.txt", b"Topology\n\nTopological insulators conduct on their surface.\n")
+    assert written.created and engine.stats().documents == 3 and default.stats().documents == 5
+    summaries = {s.name: s.as_dict() for s in default.collections()}
+    assert summaries == {
+        "default": {"name": "default", "default": True, "documents": 5, "chunks": default.stats().chunks,
+                    "store": case.kind, "ready": True},
+        "papers": {"name": "papers", "default": False, "documents": 3, "chunks": engine.stats().chunks,
+                   "store": case.kind, "ready": True}}
+    engine.delete_document("papers/c.txt")
+    assert engine.stats().documents == 2
+    if case.kind == "local":
+        assert (case.settings.index / "collections" / "papers" / "CURRENT").exists()
+        assert (papers / "c.txt").exists() is False
+    else:
+        from service.store.postgres import PostgresStore
+
+        db = PostgresStore(case.settings.store or "")
+        try:
+            schemas = db.run(lambda c: {r[0] for r in c.execute(
+                "SELECT table_schema FROM information_schema.tables WHERE table_name = 'ask_documents'")})
+        finally:
+            db.close()
+        assert schemas == {"public", "ask_papers"}
+    from service.engine import CollectionNotFound
+
+    with pytest.raises(CollectionNotFound, match="collections: default, papers"):
+        default.collection("nope")
+
+
+def test_postgres_schema_1_is_migrated_to_record_modified_times(request: pytest.FixtureRequest) -> None:
+    """A database written before modified times (schema 1) gains the column; its documents read as unknown."""
+    import psycopg
+
+    from service.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStore
+
+    server: PgServer = request.getfixturevalue("pg_server")
+    url = server.create_database(f"contract_{next(_databases)}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(MIGRATIONS[0].encode())
+        conn.execute("CREATE TABLE ask_schema (version int NOT NULL)")
+        conn.execute("INSERT INTO ask_schema VALUES (1)")
+        conn.execute("INSERT INTO ask_meta (id, generation, corpus, model, chunking) VALUES "
+                     "(1, 1, '/x/seeds', '{\"name\": \"fake\", \"sha256\": \"f\", \"dim\": 3}', '{}')")
+        conn.execute("INSERT INTO ask_documents (source, sha256, encoding, title, text, n_chunks) "
+                     "VALUES ('seeds/a.txt', 'x', 'utf-8', 'A', 'A\n', 0)")
+    db = PostgresStore(url)
+    try:
+        view = db.view()
+        assert SCHEMA_VERSION == 2 and view.modified_times() == {"seeds/a.txt": None}
+        assert [d.modified for d in view.documents()] == [None]
+        assert db.run(lambda c: c.execute("SELECT version FROM ask_schema").fetchone()) == (2,)
+    finally:
+        db.close()

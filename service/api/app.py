@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from ..config import Settings, get_settings
 from ..engine import Engine
-from . import chat, documents, errors, search, status
+from . import chat, collections, documents, errors, search, status
 from .auth import ApiKeyAuth, KeyGate, openapi_security
 from .deps import QueryThreads
 from .middleware import BodyLimit, HostGuard, Metrics, SecurityHeaders
@@ -52,6 +52,7 @@ TAGS = [
     {"name": "search", "description": "Find, answer and pack cited passages."},
     {"name": "chat", "description": "OpenAI-compatible chat completions for chat front-ends, with citations."},
     {"name": "documents", "description": "The indexed documents: list, read with numbered paragraphs, add, replace, delete."},
+    {"name": "collections", "description": "Named indexes, each with its own corpus: every route above, per collection."},
     {"name": "service", "description": "Health and metrics."},
 ]
 
@@ -105,9 +106,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     errors.install(app)
 
     keyed = [Depends(openapi_security(auth))] if auth.enabled else []
-    app.include_router(search.router(request_models(settings)), dependencies=keyed)
+    search_router = search.router(request_models(settings))
+    app.include_router(search_router, dependencies=keyed)
     app.include_router(chat.chat_router(), dependencies=keyed)
     app.include_router(documents.router, dependencies=keyed)
+    app.include_router(collections.router, dependencies=keyed)
+    # The same routes for each collection (the key gate covers them: only /health itself is public).
+    in_collection = [Depends(collections.collection_param), *keyed]
+    for router, prefix in ((search_router, "/v1"), (documents.router, "/v1"), (status.health_router, "")):
+        app.include_router(collections.rebased(router, prefix), dependencies=in_collection)
     app.include_router(status.health_router)
     app.include_router(status.metrics_router, dependencies=keyed if settings.protect_metrics else [])
     app.add_api_route("/", _page, include_in_schema=False)

@@ -66,7 +66,7 @@ async def _first(threads: QueryThreads, events: Generator[Any, None, None]) -> A
 
 
 async def ask_generated(engine: Engine, threads: QueryThreads, question: str, k: int | None,
-                        stream: bool) -> Any:
+                        stream: bool, filter: Any = None) -> Any:
     """``POST /v1/ask`` with ``generate``: JSON, or server-sent events ``token`` … ``answer``."""
     generation = engine.generation
     if not generation.configured:
@@ -74,10 +74,10 @@ async def ask_generated(engine: Engine, threads: QueryThreads, question: str, k:
     if not stream:
         try:
             # A JSONResponse: the route's response model (the extractive shape) would drop the added fields.
-            return JSONResponse(ask_dict(await threads(generation.answer, question, k)))
+            return JSONResponse(ask_dict(await threads(generation.answer, question, k, filter)))
         except GeneratorError as exc:
             return _failure(exc)
-    events = generation.stream(question, k)
+    events = generation.stream(question, k, filter)
     try:
         first = await _first(threads, events)
     except GeneratorError as exc:

@@ -14,7 +14,8 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 
 from ..config import Settings
-from ..engine import Engine
+from ..engine import CollectionNotFound, Engine
+from .errors import ApiError
 
 T = TypeVar("T")
 
@@ -39,8 +40,15 @@ class QueryThreads:
 
 
 async def _engine(request: Request) -> Engine:
+    """The default collection's engine, or the one a ``/v1/collections/{collection}/…`` route names."""
     engine: Engine = request.app.state.engine
-    return engine
+    name = request.path_params.get("collection")
+    if name is None:
+        return engine
+    try:
+        return engine.collection(name)
+    except CollectionNotFound as exc:
+        raise ApiError(404, "collection_not_found", str(exc)) from None
 
 
 async def _settings(request: Request) -> Settings:

@@ -5,7 +5,7 @@
 | 400 | ``invalid_json`` | the body is not well-formed JSON, or not UTF-8 |
 | 401 | ``unauthorized`` | an API key is configured and the request has none, or a wrong one |
 | 403 | ``forbidden_host`` / ``forbidden_origin`` | a foreign ``Host`` or ``Origin`` (DNS-rebinding protection) |
-| 404 | ``not_found`` | unknown document or route |
+| 404 | ``not_found`` / ``collection_not_found`` | unknown document or route; unknown collection |
 | 405 | ``method_not_allowed`` | |
 | 409 | ``conflict`` | a document id below an existing file, or naming a folder |
 | 413 | ``body_too_large`` | the body is over ``ASK_MAX_BODY_BYTES`` |

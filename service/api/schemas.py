@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, create_model
 
 from ..config import Settings
+from ..filters import FilterModel as FilterBody
 from ..wire import CITED_EXAMPLE, PASSAGE_EXAMPLE, SOURCE_EXAMPLE, CitedPassage
 
 QUESTION = "who visited Myanmar?"
@@ -61,7 +62,7 @@ ERROR_MEANING = {
     400: "The body is not valid UTF-8 JSON.",
     401: "An API key is configured and the request has none or a wrong one.",
     403: "The request's Host or Origin is not this service's (DNS-rebinding protection).",
-    404: "No such document.",
+    404: "No such document, or no such collection (`collection_not_found`).",
     409: "The document id runs into the corpus's shape (below an existing file, or onto a folder).",
     413: "The request body is over the size limit (ASK_MAX_BODY_BYTES).",
     415: "The body was not sent as `application/json`.",
@@ -74,12 +75,23 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorResponse, "description": ERROR_MEANING[s]} for s in statuses}
 
 
+# -- filters ------------------------------------------------------------------------------------------
+def filter_spec(body: Any) -> dict[str, Any] | None:
+    """The request's filter as the engine takes it (None: no filter)."""
+    flt = getattr(body, "filter", None)
+    return flt.spec() if isinstance(flt, FilterBody) else None
+
+
+FILTER_FIELD = Field(None, description="Only passages of the documents this admits (path, type, modified time).")
+
+
 # -- requests, built from settings -------------------------------------------------------------------
 class SearchBody(BaseModel):
     """What a search request holds; ``request_models`` adds the settings' limits."""
 
     query: str
     k: int | None = None
+    filter: FilterBody | None = FILTER_FIELD
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "k": 3}]})
 
@@ -90,6 +102,7 @@ class AskBody(BaseModel):
     generate: StrictBool = Field(False, description="Have the configured language model (ASK_LLM_BASE_URL) write "
                                                     "the answer from the passages, its citations checked.")
     stream: StrictBool = Field(False, description="With `generate`: server-sent events, `token`… then `answer`.")
+    filter: FilterBody | None = FILTER_FIELD
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": QUESTION, "k": 5}]})
 
@@ -97,6 +110,7 @@ class AskBody(BaseModel):
 class ContextBody(BaseModel):
     query: str
     max_tokens: int
+    filter: FilterBody | None = FILTER_FIELD
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"query": QUESTION, "max_tokens": 500}]})
 
@@ -203,6 +217,9 @@ class DocumentSummary(BaseModel):
     sha256: str
     chunks: int
     characters: int
+    modified: str | None = Field(None, description=(
+        "When the file was last modified (ISO 8601, UTC), as recorded when it was indexed; null in an index "
+        "written before modified times were recorded."))
 
 
 class DocumentList(BaseModel):
@@ -210,7 +227,27 @@ class DocumentList(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"documents": [{
         "source": SOURCE, "title": "Latest news with #LiuZhongyi", "sha256": "9f2c…", "chunks": 40, "characters": 17012,
+        "modified": "2025-06-01T09:30:00Z",
     }]}]})
+
+
+# -- collections -----------------------------------------------------------------------------------------
+class CollectionInfo(BaseModel):
+    name: str = Field(description="Use it in `/v1/collections/{name}/…`.")
+    default: bool = Field(description="The collection today's routes (`/v1/search`, …) serve.")
+    documents: int
+    chunks: int
+    store: str = Field(description="`local` (snapshot folders) or `postgresql`.")
+    ready: bool = Field(description="Whether it has an index yet (false: documents and chunks are 0).")
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"collections": [
+        {"name": "default", "default": True, "documents": 5, "chunks": 252, "store": "local", "ready": True},
+        {"name": "papers", "default": False, "documents": 120, "chunks": 4410, "store": "local", "ready": True},
+    ]}]})
 
 
 class Paragraph(BaseModel):

@@ -23,6 +23,7 @@ from .schemas import (
     SearchBody,
     SearchResponse,
     error_responses,
+    filter_spec,
 )
 
 BAD_INPUT = (400, 413, 415, 422)
@@ -38,7 +39,7 @@ def router(models: RequestModels) -> APIRouter:
     async def search(body: SearchRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         """Best passages first, one per paragraph, each with its highlight sentence (`quote`, `quote_start:quote_end`)."""
         req = cast(SearchBody, body)
-        found = await threads(engine.search_cited, req.query, req.k)
+        found = await threads(engine.search_cited, req.query, req.k, filter_spec(req))
         return {"query": req.query, "results": [cited(c) for c in found]}
 
     @r.get("/search", response_model=SearchResponse, responses=error_responses(401, 422, 503),
@@ -47,9 +48,15 @@ def router(models: RequestModels) -> APIRouter:
         q: Annotated[models.query_text, Query(description="The query.", examples=[QUESTION])],  # type: ignore[name-defined]
         engine: EngineDep, threads: ThreadsDep,
         k: Annotated[models.query_k, Query(examples=[3])] = None,  # type: ignore[name-defined]
+        path: Annotated[str | None, Query(description="Filter: path prefix or glob.")] = None,
+        type: Annotated[list[str] | None, Query(description="Filter: a file type (repeat for several).")] = None,
+        modified_after: Annotated[str | None, Query(description="Filter: ISO 8601 date or time.")] = None,
+        modified_before: Annotated[str | None, Query(description="Filter: ISO 8601 date or time.")] = None,
     ) -> dict[str, Any]:
-        """Same as `POST /v1/search`, with the query in `q`."""
-        return {"query": q, "results": [cited(c) for c in await threads(engine.search_cited, q, k)]}
+        """Same as `POST /v1/search`, with the query in `q` and the filter's fields as parameters."""
+        spec = {name: value for name, value in (("path", path), ("type", type), ("modified_after", modified_after),
+                                                ("modified_before", modified_before)) if value is not None}
+        return {"query": q, "results": [cited(c) for c in await threads(engine.search_cited, q, k, spec or None)]}
 
     @r.post("/ask", response_model=models.ask_response, responses=error_responses(401, *BAD_INPUT, 503),
             summary="Ask: an extractive (or generated) answer with citations")
@@ -58,8 +65,8 @@ def router(models: RequestModels) -> APIRouter:
         With `generate`, the configured model writes the answer (`stream` for server-sent events)."""
         req = cast(AskBody, body)
         if req.generate or req.stream:  # written by the language model, citations checked (.chat)
-            return await ask_generated(engine, threads, req.question, req.k, req.stream)
-        answer = await threads(engine.ask, req.question, req.k)
+            return await ask_generated(engine, threads, req.question, req.k, req.stream, filter_spec(req))
+        answer = await threads(engine.ask, req.question, req.k, filter_spec(req))
         return {**answer.as_dict(), "citations": [cited(c) for c in answer.citations]}
 
     @r.post("/context", response_model=ContextResponse, responses=error_responses(401, *BAD_INPUT, 503),
@@ -67,7 +74,7 @@ def router(models: RequestModels) -> APIRouter:
     async def context(body: ContextRequest, engine: EngineDep, threads: ThreadsDep) -> dict[str, Any]:  # type: ignore[valid-type]
         """The best passages, each headed `[n] source ¶paragraph`, packed into at most `max_tokens` tiktoken tokens."""
         req = cast(ContextBody, body)
-        packed = await threads(engine.context, req.query, req.max_tokens)
+        packed = await threads(engine.context, req.query, req.max_tokens, filter_spec(req))
         return {**packed.as_dict(), "citations": [cited(c) for c in packed.citations]}
 
     return r

@@ -24,7 +24,7 @@ from .errors import GeneratorError, GeneratorNotConfigured
 from .prompt import build_prompt, clean_condensed, condense_by_rule, condense_messages
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..engine import Engine, FilterSpec
     from .client import ChatClient
 
 CONDENSE_MAX_TOKENS = 96
@@ -101,10 +101,11 @@ class Generation:
         return self.client.model if self.configured else None
 
     # -- one answer ------------------------------------------------------------------------------
-    def _prepare(self, question: str, k: int | None) -> tuple[Answer, list[dict[str, str]] | None, list[Citation]]:
+    def _prepare(self, question: str, k: int | None, filter: FilterSpec = None
+                 ) -> tuple[Answer, list[dict[str, str]] | None, list[Citation]]:
         client = self.client  # not configured: refused before any retrieval
         del client
-        extractive = self.engine.ask(question, k)
+        extractive = self.engine.ask(question, k, filter)
         if extractive.answer is None:
             return extractive, None, []
         try:
@@ -119,8 +120,8 @@ class Generation:
         return GeneratedAnswer(extractive.question, extractive, checked.text, raw, citations, checked.sentences,
                                model, checked.summary())
 
-    def answer(self, question: str, k: int | None = None) -> GeneratedAnswer:
-        extractive, messages, citations = self._prepare(question, k)
+    def answer(self, question: str, k: int | None = None, filter: FilterSpec = None) -> GeneratedAnswer:
+        extractive, messages, citations = self._prepare(question, k, filter)
         if messages is None:
             return GeneratedAnswer(extractive.question, extractive, citations=extractive.citations)
         try:
@@ -130,13 +131,14 @@ class Generation:
             raise
         return self._finish(extractive, reply.text, citations, reply.model)
 
-    def stream(self, question: str, k: int | None = None) -> Generator[Token | GeneratedAnswer, None, None]:
+    def stream(self, question: str, k: int | None = None, filter: FilterSpec = None
+               ) -> Generator[Token | GeneratedAnswer, None, None]:
         """``Token``s as the model writes them, then the checked ``GeneratedAnswer``.
 
         Retrieval, the abstain decision and the model's first piece happen on the first ``next``,
         so an adapter can still answer an error status when the model is down.
         """
-        extractive, messages, citations = self._prepare(question, k)
+        extractive, messages, citations = self._prepare(question, k, filter)
         if messages is None:
             yield GeneratedAnswer(extractive.question, extractive, citations=extractive.citations)
             return

@@ -44,12 +44,14 @@ if TYPE_CHECKING:
 def open_store(settings: Settings, index_dir: Path | None = None, *, model_sha256: str | None = None,
                full_check: bool = True, lexical_text: LexicalText | None = None, read: bool = False) -> Store:
     """The store the settings name: ``ASK_STORE`` (a ``postgresql://`` URL; ``read``: the replica
-    of ``ASK_STORE_READ`` when set), else the local snapshots in ``index_dir`` (default ``ASK_INDEX``)."""
+    of ``ASK_STORE_READ`` when set), else the local snapshots in ``index_dir`` (default ``ASK_INDEX``).
+    A collection (``settings.collection``) has its own schema in the database."""
     url = settings.store_read if read and settings.store_read else settings.store
     if url:
         from .postgres import PostgresStore
 
-        return PostgresStore(url, model_sha256=model_sha256, pool_size=settings.store_pool_size)
+        return PostgresStore(url, model_sha256=model_sha256, pool_size=settings.store_pool_size,
+                             namespace=settings.collection if settings.collection != "default" else None)
     from .local import LocalStore
 
     return LocalStore(Path(index_dir or settings.index), model_sha256, full_check, settings.hnsw_threshold,

@@ -21,9 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..filters import Filter
 
 
 # -- errors -----------------------------------------------------------------------------------------------
@@ -63,6 +66,7 @@ class DocRecord:
     encoding: str
     title: str
     text: str
+    modified: float | None = None  # the file's modification time (seconds since the epoch); None: not recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +97,20 @@ class DocumentSummary:
     sha256: str
     chunks: int
     characters: int
+    modified: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "title": self.title, "sha256": self.sha256, "chunks": self.chunks,
-                "characters": self.characters}
+                "characters": self.characters, "modified": iso_time(self.modified)}
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """Seconds since the epoch as ISO 8601 UTC (``2024-05-01T12:00:00Z``), None as None."""
+    if seconds is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +226,15 @@ class IndexView(Protocol):
         """sha256 of every document, by source (what the indexer compares a folder with)."""
         ...
 
+    def modified_times(self) -> dict[str, float | None]:
+        """Every document's recorded modified time, by source (None: not recorded)."""
+        ...
+
+    def filtered(self, flt: Filter) -> IndexView:
+        """This state with searches (``vectors``, ``lexical``, ``size``) restricted to the chunks of
+        the documents ``flt`` admits; everything else reads the whole state."""
+        ...
+
 
 # -- the write side -----------------------------------------------------------------------------------------
 class IndexWriter(Protocol):
@@ -220,9 +243,10 @@ class IndexWriter(Protocol):
         ...
 
     def apply(self, meta: IndexMeta, upserts: Sequence[DocumentUpsert], deletes: Sequence[str],
-              replace_all: bool = False) -> WriteResult:
+              replace_all: bool = False, touch: Mapping[str, float] | None = None) -> WriteResult:
         """Add or replace ``upserts`` and delete ``deletes`` (sources), keeping every other document
-        (none with ``replace_all``: a rebuild); one commit that readers see whole or not at all."""
+        (none with ``replace_all``: a rebuild); one commit that readers see whole or not at all.
+        ``touch``: new modified times of kept documents (content unchanged, nothing re-embedded)."""
         ...
 
 
@@ -244,6 +268,56 @@ class Store(Protocol):
     def describe(self) -> str:
         """Where the index lives, for messages (a folder, or a database URL without its password)."""
         ...
+
+
+class RestrictedView:
+    """An ``IndexView`` whose searches see only some chunks (a filter's): a store supplies the
+    restricted ``vectors``, ``lexical`` and their ``size``; every other read goes to the whole view
+    (BM25 keeps the whole index's statistics, so a passage scores the same with or without a filter)."""
+
+    def __init__(self, view: IndexView, vectors: VectorSearch, lexical: LexicalSearch, size: int) -> None:
+        self.whole = view
+        self.vectors: VectorSearch = vectors
+        self.lexical: LexicalSearch = lexical
+        self.size = size
+
+    @property
+    def version(self) -> str:
+        return self.whole.version
+
+    @property
+    def meta(self) -> IndexMeta:
+        return self.whole.meta
+
+    def layout(self, candidates: np.ndarray) -> ChunkLayout:
+        return self.whole.layout(candidates)
+
+    def similarity(self, query_vector: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+        return self.whole.similarity(query_vector, ids)
+
+    def chunk_rows(self, ids: Sequence[int]) -> list[ChunkRow]:
+        return self.whole.chunk_rows(ids)
+
+    def stats(self) -> IndexStats:
+        return self.whole.stats()
+
+    def has_document(self, source: str) -> bool:
+        return self.whole.has_document(source)
+
+    def document(self, source: str) -> DocRecord | None:
+        return self.whole.document(source)
+
+    def documents(self) -> list[DocumentSummary]:
+        return self.whole.documents()
+
+    def hashes(self) -> dict[str, str]:
+        return self.whole.hashes()
+
+    def modified_times(self) -> dict[str, float | None]:
+        return self.whole.modified_times()
+
+    def filtered(self, flt: Filter) -> IndexView:
+        return self.whole.filtered(flt)
 
 
 def rows_by_document(chunks: Sequence[ChunkRecord]) -> Iterator[tuple[int, list[int]]]:

@@ -20,6 +20,7 @@ A crash at any point leaves CURRENT naming a complete snapshot.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -29,17 +30,17 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import vectors as vector_index
 from ..files import atomic_write, fsync_dir, sha256_file
 from ..layout import ArrayLayout
-from ..lexical import LexicalIndex
+from ..lexical import LexicalIndex, analyze_query
 from .base import (
     ChunkRecord,
     ChunkRow,
@@ -53,22 +54,29 @@ from .base import (
     IndexMissing,
     IndexStats,
     IndexWriteFailed,
+    RestrictedView,
     WriteResult,
 )
 
+if TYPE_CHECKING:
+    from ..filters import Filter
+
 # 2: exact search reads vectors.npy directly; vectors.faiss exists only for HNSW. Version 1
 # snapshots (which also kept a FAISS copy of exact indexes) are still read.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: documents record their modified time (for filters). Versions 1 and 2 are read with modified
+# times unknown; the next `index` run records them (and writes version 3).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 CURRENT = "CURRENT"
 _SNAP_PREFIX = "snap-"
 _EDGE = 1 << 20
+_SELECTIONS_KEPT = 64  # filters whose chunk selection a snapshot keeps
 
 
 _SCHEMA = """
 CREATE TABLE documents (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL,
-    encoding TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, n_chunks INTEGER NOT NULL
+    encoding TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, n_chunks INTEGER NOT NULL, modified REAL
 );
 CREATE TABLE chunks (
     id INTEGER PRIMARY KEY, doc INTEGER NOT NULL REFERENCES documents(id), paragraph INTEGER NOT NULL,
@@ -211,8 +219,9 @@ def _write_meta(path: Path, docs: Sequence[DocRecord], chunks: Sequence[ChunkRec
         con.executescript(_SCHEMA)
         counts = np.bincount([c.doc for c in chunks], minlength=len(docs)) if chunks else np.zeros(len(docs))
         con.executemany(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?)",
-            ((i, d.source, d.sha256, d.encoding, d.title, d.text, int(counts[i])) for i, d in enumerate(docs)),
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
+            ((i, d.source, d.sha256, d.encoding, d.title, d.text, int(counts[i]), d.modified)
+             for i, d in enumerate(docs)),
         )
         con.executemany(
             "INSERT INTO chunks VALUES (?,?,?,?,?,?,?)",
@@ -241,12 +250,15 @@ class Snapshot:
         self.manifest = manifest
         self._lock = threading.Lock()
         self._layout: ArrayLayout | None = None
+        self._selections: dict[tuple[Any, ...], RestrictedView] = {}
+        # Version 3 records each document's modified time; older snapshots read it as unknown (NULL).
+        self._modified = "modified" if manifest.get("format_version", 1) >= 3 else "NULL"
         try:
             self._db = sqlite3.connect(
                 f"file:{self.path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True, check_same_thread=False
             )
             rows = self._db.execute("SELECT doc, paragraph, char_start, char_end FROM chunks ORDER BY id").fetchall()
-            docs = self._db.execute("SELECT id, source, title FROM documents ORDER BY id").fetchall()
+            docs = self._db.execute(f"SELECT id, source, title, {self._modified} FROM documents ORDER BY id").fetchall()
             # Memory-mapped: row lookups and exact search read it in place, nothing is copied. (A
             # plain ndarray view of the map: numpy's memmap subclass costs time on every operation.)
             self.matrix = np.load(self.path / "vectors.npy", mmap_mode="r").view(np.ndarray)
@@ -263,6 +275,7 @@ class Snapshot:
             np.ascontiguousarray(columns[:, i]) for i in range(4))
         self.doc_sources = [d[1] for d in docs]
         self.doc_titles = [d[2] for d in docs]
+        self.doc_modified: list[float | None] = [d[3] for d in docs]
         self._doc_by_source = {s: i for i, s in enumerate(self.doc_sources)}
         if (self.vectors.ntotal != len(rows) or len(self.matrix) != len(rows)
                 or self.lexical.size not in (len(rows), 0)):
@@ -312,6 +325,27 @@ class Snapshot:
         with self._lock:
             return dict(self._db.execute("SELECT source, sha256 FROM documents"))
 
+    def modified_times(self) -> dict[str, float | None]:
+        return dict(zip(self.doc_sources, self.doc_modified, strict=True))
+
+    def filtered(self, flt: Filter) -> RestrictedView:
+        """Searches over the chunks of the documents ``flt`` admits (selections cached per filter)."""
+        with self._lock:
+            found = self._selections.get(flt.key)
+        if found is not None:
+            return found
+        admitted = np.fromiter((flt.admits(s, m) for s, m in zip(self.doc_sources, self.doc_modified, strict=True)),
+                               bool, len(self.doc_sources))
+        mask = admitted[self.chunk_doc] if len(self.chunk_doc) else np.zeros(0, bool)
+        ids = np.flatnonzero(mask).astype(np.int64)
+        view = RestrictedView(self, SubsetVectors(self.vectors, self.matrix, ids, mask),
+                              SubsetLexical(self.lexical, mask), len(ids))
+        with self._lock:
+            if len(self._selections) >= _SELECTIONS_KEPT:
+                self._selections.pop(next(iter(self._selections)))
+            self._selections[flt.key] = view
+        return view
+
     def chunk_rows(self, ids: Sequence[int]) -> list[ChunkRow]:
         if not len(ids):
             return []
@@ -332,14 +366,14 @@ class Snapshot:
     def document(self, source: str) -> DocRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT source, sha256, encoding, title, text FROM documents WHERE source = ?", (source,)
-            ).fetchone()
+                f"SELECT source, sha256, encoding, title, text, {self._modified} FROM documents WHERE source = ?",
+                (source,)).fetchone()
         return DocRecord(*row) if row else None
 
     def documents(self) -> list[DocumentSummary]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT source, title, sha256, n_chunks, length(text) FROM documents ORDER BY source"
+                f"SELECT source, title, sha256, n_chunks, length(text), {self._modified} FROM documents ORDER BY source"
             ).fetchall()
         return [DocumentSummary(*r) for r in rows]
 
@@ -347,7 +381,7 @@ class Snapshot:
         """Everything in the snapshot, for a writer building the next one."""
         with self._lock:
             docs = [DocRecord(*r) for r in self._db.execute(
-                "SELECT source, sha256, encoding, title, text FROM documents ORDER BY id")]
+                f"SELECT source, sha256, encoding, title, text, {self._modified} FROM documents ORDER BY id")]
             chunks = [ChunkRecord(*r) for r in self._db.execute(
                 "SELECT doc, paragraph, char_start, char_end, n_tokens, text FROM chunks ORDER BY id")]
         return docs, chunks, self.matrix
@@ -490,7 +524,7 @@ class LocalWriter:
         return self._previous
 
     def apply(self, meta: IndexMeta, upserts: Sequence[DocumentUpsert], deletes: Sequence[str],
-              replace_all: bool = False) -> WriteResult:
+              replace_all: bool = False, touch: Mapping[str, float] | None = None) -> WriteResult:
         prev = None if replace_all else self.previous()
         changed = {u.doc.source for u in upserts} | set(deletes)
         entries: dict[str, tuple[DocRecord, list[ChunkRecord], np.ndarray, list[str]]] = {}
@@ -499,6 +533,8 @@ class LocalWriter:
                 raise ValueError("a LocalStore opened for writing needs lexical_text")
             relex = self.local.lexical_text
             for rec, chunks, vecs in _by_document(prev, skip=changed):
+                if touch and rec.source in touch:
+                    rec = dataclasses.replace(rec, modified=touch[rec.source])
                 entries[rec.source] = (rec, chunks, vecs, [relex(rec, c) for c in chunks])
         for u in upserts:
             entries[u.doc.source] = (u.doc, list(u.chunks), u.vectors, list(u.lexical))
@@ -531,3 +567,60 @@ def _by_document(snap: Snapshot, skip: set[str]) -> Iterator[tuple[DocRecord, li
         if d.source not in skip:
             mine = rows.get(pos, [])
             yield d, [chunks[i] for i in mine], np.asarray(vectors[mine])
+
+
+# -- filtered searches ---------------------------------------------------------------------------------------
+class SubsetVectors:
+    """Vector search restricted to some rows (``ids``, ascending; ``mask`` over all rows).
+
+    Exact index: a selection of a quarter of the rows or fewer is gathered and scored alone (cheaper
+    than scoring every row), a larger one by scoring every row and dropping the others; exact either
+    way. HNSW index: up to ``SUBSET_EXACT_ROWS`` rows are gathered and scored exactly, more are
+    searched through the graph with a FAISS ID selector (efSearch at least ``n``; approximate, as
+    every HNSW search is). The ``n`` best admitted rows come back whenever ``n`` are admitted.
+    """
+
+    def __init__(self, whole: vector_index.VectorIndex, matrix: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> None:
+        self.whole, self.matrix, self.ids, self.mask = whole, matrix, ids, mask
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.ids)
+
+    def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.matrix.shape[1])
+        n = min(n, len(self.ids))
+        if n <= 0:
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+        whole_rows = len(self.mask)
+        if isinstance(self.whole, vector_index.ExactIndex) and len(self.ids) > whole_rows // 4:
+            scores = vector_index.exact_scores(queries, self.matrix)
+            scores[:, ~self.mask] = -np.inf
+            return vector_index.top_n(scores, n)
+        if isinstance(self.whole, vector_index.HnswIndex) and len(self.ids) > SUBSET_EXACT_ROWS:
+            return self.whole.search_among(queries, n, self.ids)
+        rows = np.ascontiguousarray(self.matrix[self.ids])
+        local, scores = vector_index.top_n(vector_index.exact_scores(queries, rows), n)
+        return self.ids[local], scores
+
+
+SUBSET_EXACT_ROWS = 50_000  # an HNSW index's selections up to this size are searched exactly
+
+
+class SubsetLexical:
+    """BM25 over the whole index's statistics, candidates only among the admitted chunks."""
+
+    def __init__(self, whole: LexicalIndex, mask: np.ndarray) -> None:
+        self.whole, self.mask = whole, mask
+
+    def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        terms = analyze_query(query)
+        if not self.whole.size or not terms or n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores = self.whole.scores(terms)
+        scores[~self.mask] = 0
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > n:
+            hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
+        order = hits[np.argsort(-scores[hits], kind="stable")]
+        return order.astype(np.int64), scores[order]

@@ -25,8 +25,9 @@ import json
 import logging
 import threading
 import time
+import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -46,6 +47,7 @@ from .base import (
     IndexMissing,
     IndexStats,
     IndexWriteFailed,
+    RestrictedView,
     StoreError,
     StoreUnavailable,
     WriteResult,
@@ -55,6 +57,8 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
+    from ..filters import Filter
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -62,6 +66,7 @@ BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults ("lucene"), as the local store b
 WRITER_LOCK = 0x61736B  # pg advisory lock key: "ask"
 PARAGRAPH_BITS = 24  # paragraph key = document id << 24 | paragraph number
 MAX_EF_SEARCH = 1000  # pgvector's limit
+EXACT_FILTERED_ROWS = 20_000  # a filter admitting at most this many chunks is searched exactly
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -110,6 +115,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX ask_postings_chunk ON ask_postings (chunk_id);
     """,
+    # 2: each document's modified time (seconds since the epoch; NULL for documents written before)
+    """
+    ALTER TABLE ask_documents ADD COLUMN modified double precision;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -133,8 +142,14 @@ class PostgresStore:
 
     kind = "postgresql"
 
-    def __init__(self, url: str, model_sha256: str | None = None, pool_size: int = 8, ef_search: int = 400) -> None:
+    def __init__(self, url: str, model_sha256: str | None = None, pool_size: int = 8, ef_search: int = 400,
+                 namespace: str | None = None) -> None:
+        """``namespace``: a collection's name; its tables live in the schema ``ask_<namespace>``
+        (None: the default collection, in the database's default schema)."""
         self.url = url
+        self.namespace = namespace
+        self.schema = f"ask_{namespace}" if namespace else None
+        self.iterative_scan = False  # pgvector >= 0.8: filtered HNSW scans go on until enough rows match
         self.model_sha256 = model_sha256
         self.pool_size = pool_size
         self.ef_search = ef_search
@@ -156,13 +171,17 @@ class PostgresStore:
 
         try:
             with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                self.enter_namespace(conn, create=True)
                 migrate(conn)
+                version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+                self.iterative_scan = version is not None and _version_tuple(version[0]) >= (0, 8)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"cannot connect to {redact(self.url)}: {_first_line(exc)}") from exc
 
         def configure(conn: psycopg.Connection[Any]) -> None:
             from pgvector.psycopg import register_vector
 
+            self.enter_namespace(conn)
             register_vector(conn)
             conn.execute(f"SET hnsw.ef_search = {int(self.ef_search)}")
 
@@ -231,15 +250,16 @@ class PostgresStore:
         try:
             from pgvector.psycopg import register_vector
 
+            self.enter_namespace(conn, create=True)
             migrate(conn)
             register_vector(conn)
-            locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()
+            locked = conn.execute(f"SELECT pg_try_advisory_lock({self._lock_key})").fetchone()
             if not locked or not locked[0]:
                 raise IndexBusy(f"another process is writing the index in {redact(self.url)}; wait for it to finish")
             try:
                 yield PostgresWriter(self, conn)
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+                conn.execute(f"SELECT pg_advisory_unlock({self._lock_key})")
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"lost the connection to {redact(self.url)} while writing: "
                                    f"{_first_line(exc)}; the commit in progress, if any, was rolled back") from exc
@@ -247,7 +267,33 @@ class PostgresStore:
             conn.close()
 
     def describe(self) -> str:
-        return redact(self.url)
+        return redact(self.url) + (f" (schema {self.schema})" if self.schema else "")
+
+    @property
+    def _lock_key(self) -> str:
+        """The writer lock's key: one per namespace (the default keeps the one-number key)."""
+        if self.schema is None:
+            return str(WRITER_LOCK)
+        return f"{WRITER_LOCK}, {zlib.crc32(self.schema.encode()) - (1 << 31)}"
+
+    def enter_namespace(self, conn: psycopg.Connection[Any], create: bool = False) -> None:
+        """Put this store's schema first on the connection's search path (``create``: make it when
+        missing; pgvector is created first, in the default schema, so every namespace shares it)."""
+        if self.schema is None:
+            return
+        from psycopg import sql
+
+        if create and conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone() is None:
+            if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None:
+                migrate_extension(conn)
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        shown = conn.execute("SHOW search_path").fetchone()
+        rest = sql.SQL(shown[0]) if shown and shown[0] else sql.SQL("public")
+        conn.execute(sql.SQL("SET search_path TO {}, ").format(sql.Identifier(self.schema)) + rest)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -255,27 +301,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _schema_version(conn: psycopg.Connection[Any]) -> int:
-    exists = conn.execute("SELECT to_regclass('ask_schema') IS NOT NULL").fetchone()
+    # In the connection's own schema (a collection's namespace), not wherever the search path finds one.
+    exists = conn.execute("SELECT to_regclass(quote_ident(current_schema()) || '.ask_schema') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
         return 0
     row = conn.execute("SELECT version FROM ask_schema").fetchone()
     return int(row[0]) if row else 0
 
 
-def migrate(conn: psycopg.Connection[Any]) -> int:
-    """Create or upgrade the schema (numbered migrations, under an advisory lock); refuse a newer one.
-
-    Nothing is written when the schema is current, so a read-only replica opens as well.
-    """
+def migrate_extension(conn: psycopg.Connection[Any]) -> None:
+    """``CREATE EXTENSION vector`` when missing, with the messages a user can act on."""
     import psycopg
 
-    has_vector = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
-    current = _schema_version(conn)
-    if current > SCHEMA_VERSION:
-        raise IndexIncompatible(f"the database schema is version {current}, newer than this program's "
-                                f"{SCHEMA_VERSION}; upgrade the program")
-    if has_vector and current == SCHEMA_VERSION:
-        return current
     try:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     except psycopg.errors.ReadOnlySqlTransaction as exc:
@@ -284,6 +321,21 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
     except psycopg.Error as exc:
         raise IndexIncompatible(f"the database has no pgvector extension, which this store needs: "
                                 f"{_first_line(exc)} (install pgvector; then CREATE EXTENSION vector)") from exc
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Create or upgrade the schema (numbered migrations, under an advisory lock); refuse a newer one.
+
+    Nothing is written when the schema is current, so a read-only replica opens as well.
+    """
+    has_vector = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+    current = _schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise IndexIncompatible(f"the database schema is version {current}, newer than this program's "
+                                f"{SCHEMA_VERSION}; upgrade the program")
+    if has_vector and current == SCHEMA_VERSION:
+        return current
+    migrate_extension(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK + 1,))
         conn.execute("CREATE TABLE IF NOT EXISTS ask_schema (version int NOT NULL)")
@@ -302,8 +354,10 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
 class PgVectors:
     """Nearest chunks by inner product, through the HNSW index (``hnsw.ef_search`` per connection)."""
 
-    def __init__(self, store: PostgresStore, size: int) -> None:
-        self._store, self.size = store, size
+    def __init__(self, store: PostgresStore, size: int, docs: list[int] | None = None) -> None:
+        """``docs``: search only the chunks of these documents (a filter's), exactly when they are
+        few, else through the HNSW index scanning on until enough rows match (pgvector >= 0.8)."""
+        self._store, self.size, self._docs = store, size, docs
 
     @property
     def ntotal(self) -> int:
@@ -313,21 +367,34 @@ class PgVectors:
         ids = np.full((len(queries), n), -1, np.int64)
         scores = np.zeros((len(queries), n), np.float32)
 
+        docs = self._docs
+        exact = docs is not None and (self.size <= EXACT_FILTERED_ROWS or not self._store.iterative_scan)
+        if docs is None:
+            statement = "SELECT id, -(embedding <#> %(q)s) FROM ask_chunks ORDER BY embedding <#> %(q)s LIMIT %(n)s"
+        elif exact:  # ordering by an expression the HNSW index cannot serve: every admitted row is scored
+            statement = ("SELECT id, -(embedding <#> %(q)s) AS s FROM ask_chunks WHERE doc_id = ANY(%(docs)s) "
+                         "ORDER BY s DESC, id LIMIT %(n)s")
+        else:
+            statement = ("SELECT id, -(embedding <#> %(q)s) FROM ask_chunks WHERE doc_id = ANY(%(docs)s) "
+                         "ORDER BY embedding <#> %(q)s LIMIT %(n)s")
+
         def search_all(conn: psycopg.Connection[Any]) -> None:
             for row, q in enumerate(np.asarray(queries, np.float32)):
-                found = conn.execute(
-                    "SELECT id, -(embedding <#> %(q)s) FROM ask_chunks ORDER BY embedding <#> %(q)s LIMIT %(n)s",
-                    {"q": q, "n": n}).fetchall()
+                found = conn.execute(statement, {"q": q, "n": n, "docs": docs}).fetchall()
                 for col, (cid, score) in enumerate(found):
                     ids[row, col], scores[row, col] = cid, score
 
         def run(conn: psycopg.Connection[Any]) -> None:
-            if n <= self._store.ef_search:
+            widen = n > self._store.ef_search
+            iterate = docs is not None and not exact
+            if not widen and not iterate:
                 search_all(conn)
                 return
-            # An HNSW scan returns at most ef_search rows: widen it for this search alone.
             with conn.transaction():
-                conn.execute(f"SET LOCAL hnsw.ef_search = {min(int(n), MAX_EF_SEARCH)}")
+                if widen:  # an HNSW scan returns at most ef_search rows: widen it for this search alone
+                    conn.execute(f"SET LOCAL hnsw.ef_search = {min(int(n), MAX_EF_SEARCH)}")
+                if iterate:  # keep scanning the graph until n admitted rows are found
+                    conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
                 search_all(conn)
 
         if n > 0:
@@ -338,29 +405,33 @@ class PgVectors:
 class PgLexical:
     """BM25 in SQL, with the collection's live statistics."""
 
-    def __init__(self, store: PostgresStore, n_chunks: int, total_terms: int) -> None:
+    def __init__(self, store: PostgresStore, n_chunks: int, total_terms: int, docs: list[int] | None = None) -> None:
+        """``docs``: candidates only among these documents' chunks (statistics stay the whole index's)."""
         self._store = store
         self._n = n_chunks
         self._avgdl = total_terms / n_chunks if n_chunks else 1.0
+        self._docs = docs
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         terms = Counter(analyze_query(query))
         if not terms or not self._n or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        admitted = "" if self._docs is None else "JOIN ask_chunks c ON c.id = p.chunk_id AND c.doc_id = ANY(%(docs)s)"
         rows = self._store.run(lambda c: c.execute(
-            """
+            f"""
             SELECT p.chunk_id,
                    sum(q.n * ln(1 + (%(N)s - t.df + 0.5) / (t.df + 0.5))
                        * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / %(avgdl)s))) AS score
             FROM unnest(%(terms)s::text[], %(counts)s::int[]) AS q(term, n)
             JOIN ask_terms t ON t.term = q.term
             JOIN ask_postings p ON p.term = q.term
+            {admitted}
             GROUP BY p.chunk_id
             ORDER BY score DESC, p.chunk_id
             LIMIT %(n)s
             """,
             {"N": self._n, "k1": BM25_K1, "b": BM25_B, "avgdl": self._avgdl, "terms": list(terms),
-             "counts": list(terms.values()), "n": n}).fetchall())
+             "counts": list(terms.values()), "n": n, "docs": self._docs}).fetchall())
         return (np.array([r[0] for r in rows], np.int64),
                 np.array([r[1] for r in rows], np.float32))
 
@@ -374,8 +445,40 @@ class PostgresView:
         self._store = store
         self.version, self.meta, self._created = version, meta, created
         self.size = n_chunks
+        self._total_terms = total_terms
         self.vectors = PgVectors(store, n_chunks)
         self.lexical = PgLexical(store, n_chunks, total_terms)
+        self._lock = threading.Lock()
+        self._table: list[tuple[int, str, float | None, int]] | None = None  # (id, source, modified, chunks)
+        self._selections: dict[tuple[Any, ...], RestrictedView] = {}
+
+    def _documents_table(self) -> list[tuple[int, str, float | None, int]]:
+        """Every document's id, source, modified time and chunk count, read once per view (a filter
+        is evaluated in Python, by the same ``Filter.admits`` as the local store)."""
+        if self._table is None:
+            rows = self._store.run(lambda c: c.execute(
+                "SELECT id, source, modified, n_chunks FROM ask_documents ORDER BY id").fetchall())
+            self._table = [(int(r[0]), r[1], r[2], int(r[3])) for r in rows]
+        return self._table
+
+    def modified_times(self) -> dict[str, float | None]:
+        return {source: modified for _id, source, modified, _n in self._documents_table()}
+
+    def filtered(self, flt: Filter) -> RestrictedView:
+        with self._lock:
+            found = self._selections.get(flt.key)
+        if found is not None:
+            return found
+        admitted = [(i, n) for i, source, modified, n in self._documents_table() if flt.admits(source, modified)]
+        docs = [i for i, _n in admitted]
+        size = sum(n for _i, n in admitted)
+        view = RestrictedView(self, PgVectors(self._store, size, docs),
+                              PgLexical(self._store, self.size, self._total_terms, docs), size)
+        with self._lock:
+            if len(self._selections) >= 64:
+                self._selections.pop(next(iter(self._selections)))
+            self._selections[flt.key] = view
+        return view
 
     def layout(self, candidates: np.ndarray) -> RowsLayout:
         ids = sorted({int(i) for i in np.asarray(candidates).reshape(-1)})
@@ -425,12 +528,14 @@ class PostgresView:
 
     def document(self, source: str) -> DocRecord | None:
         row = self._store.run(lambda c: c.execute(
-            "SELECT source, sha256, encoding, title, text FROM ask_documents WHERE source = %s", (source,)).fetchone())
+            "SELECT source, sha256, encoding, title, text, modified FROM ask_documents WHERE source = %s",
+            (source,)).fetchone())
         return DocRecord(*row) if row else None
 
     def documents(self) -> list[DocumentSummary]:
         rows = self._store.run(lambda c: c.execute(
-            "SELECT source, title, sha256, n_chunks, length(text) FROM ask_documents ORDER BY source").fetchall())
+            "SELECT source, title, sha256, n_chunks, length(text), modified FROM ask_documents ORDER BY source"
+        ).fetchall())
         return [DocumentSummary(*r) for r in rows]
 
     def hashes(self) -> dict[str, str]:
@@ -451,7 +556,7 @@ class PostgresWriter:
             return None
 
     def apply(self, meta: IndexMeta, upserts: Sequence[DocumentUpsert], deletes: Sequence[str],
-              replace_all: bool = False) -> WriteResult:
+              replace_all: bool = False, touch: Mapping[str, float] | None = None) -> WriteResult:
         import psycopg
 
         conn = self._conn
@@ -469,6 +574,10 @@ class PostgresWriter:
                     self._delete(source)
                 for upsert in upserts:
                     self._insert(upsert)
+                if touch:
+                    conn.execute(
+                        "UPDATE ask_documents d SET modified = t.modified FROM unnest(%s::text[], %s::float8[]) "
+                        "AS t(source, modified) WHERE d.source = t.source", (list(touch), list(touch.values())))
                 row = conn.execute(
                     """
                     UPDATE ask_meta SET generation = generation + 1, created = now(),
@@ -490,7 +599,8 @@ class PostgresWriter:
     def _ensure_vector_index(self, dim: int) -> None:
         """The vector column gets its dimension and HNSW index with the first write (pgvector needs both)."""
         conn = self._conn
-        exists = conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'ask_chunks_embedding'").fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'ask_chunks_embedding' "
+                              "AND schemaname = current_schema()").fetchone()
         if exists:
             typmod = conn.execute(
                 "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'ask_chunks'::regclass AND attname = 'embedding'"
@@ -527,9 +637,9 @@ class PostgresWriter:
         conn = self._conn
         d = u.doc
         doc_id = conn.execute(
-            "INSERT INTO ask_documents (source, sha256, encoding, title, text, n_chunks) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (d.source, d.sha256, d.encoding, d.title, d.text, len(u.chunks))).fetchone()
+            "INSERT INTO ask_documents (source, sha256, encoding, title, text, n_chunks, modified) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (d.source, d.sha256, d.encoding, d.title, d.text, len(u.chunks), d.modified)).fetchone()
         assert doc_id is not None
         if not u.chunks:
             return
