@@ -58,7 +58,9 @@ from .metrics import hit_at_k, mean, ndcg_at_k, recall_at_k, unique
 
 CACHE = PROJECT_ROOT / "bench" / ".cache"
 RESULTS = PROJECT_ROOT / "bench" / "results"
-FUSIONS = ("bm25", "dense", "rrf", "weighted")
+FUSIONS = ("bm25", "dense", "naive", "rrf", "weighted")
+# "naive": the plain hybrid one would write first, equal weights on min-max normalised BM25 and dense
+# scores with no per-query adaptation (the baseline the defaults must beat on sets nobody tuned on).
 STORES = ("local", "postgresql")
 # The benchmark's PostgreSQL server (tests/pg.py starts it on 127.0.0.1; its own defaults favour test
 # speed). Sized for an index of SciFact's size (~0.6 GiB of tables and indexes) on a 2-core machine:
@@ -74,7 +76,7 @@ PG_SETTINGS: dict[str, str] = {
     "synchronous_commit": "on",
 }
 # Source files whose code decides what an index holds: a change to any of them means a new index.
-_INDEX_SOURCES = ("corpus.py", "chunking.py", "indexer.py", "lexical.py")
+_INDEX_SOURCES = ("corpus.py", "chunking.py", "indexer.py", "lexical.py", "titles.py")
 
 
 def log(msg: str) -> None:
@@ -190,6 +192,15 @@ class Bench:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         return Retriever.from_settings(view, settings)
 
+    def searcher(self, where: Path | IndexView, fusion: str, **overrides: Any) -> tuple[Retriever, str]:
+        """A retriever and the fusion to pass it for one of ``FUSIONS`` (``naive``: weighted fusion at
+        equal weights, not adapted per query)."""
+        if fusion != "naive":
+            return self.retriever(where, **overrides), fusion
+        r = self.retriever(where, **{"dense_weight": 0.5, **overrides})
+        r.adaptive = False
+        return r, "weighted"
+
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
         assert self.query is not None
         return self.query.embed(list(texts))
@@ -221,20 +232,20 @@ def eval_scifact(bench: Bench, n_queries: int | None, fusions: Sequence[str], vi
     index_dir = bench.index("scifact", data.corpus)
     vecs = bench.vectors([q.text for q in queries])
     view = view or bench.open(index_dir)
-    shallow = bench.retriever(view)
-    deep = bench.retriever(view, candidates=max(1000, bench.settings.candidates))
     out: dict[str, Any] = {"queries": len(queries), "documents": len(list(data.corpus.iterdir())),
                            "index": index_dir.name, "chunks": view.size,
                            "vector_index": view.stats().vector_index}
     for fusion in fusions:
         started = time.monotonic()
+        shallow, how = bench.searcher(view, fusion)
+        deep, _ = bench.searcher(view, fusion, candidates=max(1000, bench.settings.candidates))
         ndcg, recall, cited = [], [], []
         for q, v in zip(queries, vecs, strict=True):
             # Documents have two paragraphs (title, abstract): 2x paragraphs give enough documents.
-            shallow_hits = [(p.source, p.paragraph) for p in shallow.search(q.text, v, 20, fusion=fusion)]
+            shallow_hits = [(p.source, p.paragraph) for p in shallow.search(q.text, v, 20, fusion=how)]
             top = unique(doc_id(s) for s, _ in shallow_hits)
             ndcg.append(ndcg_at_k(top, data.qrels[q.id], 10))
-            deep_hits = [(p.source, p.paragraph) for p in deep.search(q.text, v, 250, fusion=fusion)]
+            deep_hits = [(p.source, p.paragraph) for p in deep.search(q.text, v, 250, fusion=how)]
             many = unique(doc_id(s) for s, _ in deep_hits)
             recall.append(recall_at_k(many, data.qrels[q.id], 100))
             cited.append([shallow_hits, deep_hits])
@@ -248,20 +259,22 @@ def eval_scifact(bench: Bench, n_queries: int | None, fusions: Sequence[str], vi
 
 
 def eval_squad(bench: Bench, n_questions: int | None, fusions: Sequence[str], view: IndexView | None = None,
-               ranked: Ranked | None = None, label: str = "squad") -> dict[str, Any]:
-    data = datasets.squad()
+               ranked: Ranked | None = None, label: str = "squad", titled: bool = True) -> dict[str, Any]:
+    """``titled=False``: the articles without their title line (``datasets.squad``)."""
+    folder = "squad" if titled else "squad-untitled"
+    data = datasets.squad(folder=folder, titled=titled)
     questions = sample(data.questions, n_questions)
-    index_dir = bench.index("squad", data.corpus)
+    index_dir = bench.index(folder, data.corpus)
     vecs = bench.vectors([q.text for q in questions])
     view = view or bench.open(index_dir)
-    retriever = bench.retriever(view)
     out: dict[str, Any] = {"questions": len(questions), "articles": len(data.articles), "index": index_dir.name,
                            "chunks": view.size}
     for fusion in fusions:
         started = time.monotonic()
+        retriever, how = bench.searcher(view, fusion)
         h1, h5, all_cited = [], [], []
         for q, v in zip(questions, vecs, strict=True):
-            cited = [(p.source, p.paragraph) for p in retriever.search(q.text, v, 5, fusion=fusion)]
+            cited = [(p.source, p.paragraph) for p in retriever.search(q.text, v, 5, fusion=how)]
             h1.append(hit_at_k(cited, (q.source, q.paragraph), 1))
             h5.append(hit_at_k(cited, (q.source, q.paragraph), 5))
             all_cited.append(cited)
@@ -557,11 +570,13 @@ def stores_table(r: dict[str, Any], default: str) -> str:
 # -- report -------------------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
     default = results["settings"]["fusion"]
-    rows = [("BM25 alone", "bm25"), ("dense alone", "dense"), ("hybrid RRF", "rrf"), ("hybrid weighted", "weighted")]
-    sci, sq = results.get("scifact", {}), results.get("squad", {})
+    rows = [("BM25 alone", "bm25"), ("dense alone", "dense"), ("naive hybrid (equal weights)", "naive"),
+            ("hybrid RRF", "rrf"), ("hybrid weighted", "weighted")]
+    sci, sq, su = results.get("scifact", {}), results.get("squad", {}), results.get("squad_untitled", {})
     lines = [
-        "| retrieval | SciFact nDCG@10 | SciFact recall@100 | SQuAD hit@1 | SQuAD hit@5 |",
-        "|---|---|---|---|---|",
+        "| retrieval | SciFact nDCG@10 | SciFact recall@100 | SQuAD hit@1 | SQuAD hit@5 "
+        "| SQuAD untitled hit@1 | SQuAD untitled hit@5 |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def cell(block: dict[str, Any], fusion: str, metric: str) -> str:
@@ -573,7 +588,8 @@ def table(results: dict[str, Any]) -> str:
             continue
         name = f"**{label} (default)**" if fusion == default else label
         lines.append(f"| {name} | {cell(sci, fusion, 'ndcg@10')} | {cell(sci, fusion, 'recall@100')} | "
-                     f"{cell(sq, fusion, 'hit@1')} | {cell(sq, fusion, 'hit@5')} |")
+                     f"{cell(sq, fusion, 'hit@1')} | {cell(sq, fusion, 'hit@5')} | "
+                     f"{cell(su, fusion, 'hit@1')} | {cell(su, fusion, 'hit@5')} |")
     d_sci, d_sq = sci.get(default, {}), sq.get(default, {})
     if "ndcg@10_ci95" in d_sci or "hit@1_ci95" in d_sq:
         parts = []
@@ -582,6 +598,8 @@ def table(results: dict[str, Any]) -> str:
         if "hit@1_ci95" in d_sq:
             parts.append("SQuAD hit@1 [{:.3f}, {:.3f}], hit@5 [{:.3f}, {:.3f}]".format(
                 *d_sq["hit@1_ci95"], *d_sq["hit@5_ci95"]))
+        if "hit@1_ci95" in su.get(default, {}):
+            parts.append("SQuAD untitled hit@1 [{:.3f}, {:.3f}]".format(*su[default]["hit@1_ci95"]))
         lines += ["", "Bootstrap 95% intervals over queries, default fusion: " + "; ".join(parts) + "."]
     ab = results.get("ablations")
     if ab and sci and sq:
@@ -621,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scifact-queries", type=int, default=None, help="first N SciFact test queries (default all 300)")
     p.add_argument("--squad-questions", type=int, default=None, help="random N SQuAD questions (default all)")
     p.add_argument("--answers", type=int, default=None, help="questions per answer/abstain set (default 1000)")
-    p.add_argument("--skip", action="append", default=[], choices=["scifact", "squad", "answers"])
+    p.add_argument("--skip", action="append", default=[], choices=["scifact", "squad", "squad-untitled", "answers"])
     p.add_argument("--fusions", default=",".join(FUSIONS), help="comma-separated subset of " + ",".join(FUSIONS))
     p.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/quality.json)")
     p.add_argument("--ablation", action="store_true",
@@ -683,6 +701,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["scifact"] = eval_scifact(bench, args.scifact_queries, fusions)
     if "squad" not in args.skip and "squad" not in results:
         results["squad"] = eval_squad(bench, args.squad_questions, fusions)
+    if "squad-untitled" not in args.skip:
+        results["squad_untitled"] = eval_squad(bench, args.squad_questions, fusions, label="squad untitled",
+                                               titled=False)
     if "answers" not in args.skip:
         results["answers"] = eval_answers(bench, n_answers)
     if args.ablation:
