@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, create_model
 
 from .config import Settings
 from .engine import Citation, Engine, NotFound, QueryError, StoreError
-from .wire import CitedPassage, citation_id, cited
+from .wire import CONTEXT_DESCRIPTION, AnswerContext, CitedPassage, citation_id, cited
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class AskResultBase(BaseModel):
     answer: str | None = Field(description="The sentence that answers, quoted from the articles; null if none does.")
     reason: str | None = Field(description="Why `answer` is null.")
     citations: list[LinkedCitation] = Field(description="Supporting passages, the one holding the answer first.")
+    context: AnswerContext | None = Field(None, description=CONTEXT_DESCRIPTION)
 
 
 def ask_result_model(threshold: float) -> type[AskResultBase]:
@@ -207,6 +208,7 @@ def build_server(engine: Engine) -> MCPServer:
             "question": result.question, "answer": result.answer, "reason": result.reason,
             "confidence": round(result.confidence, 4),
             "citations": [_linked(engine, base, c) for c in result.citations],
+            "context": result.context.as_dict() if result.context else None,
         })
         lines = [out.answer if out.answer is not None else f"No answer: {out.reason}", ""]
         for i, c in enumerate(out.citations, start=1):
