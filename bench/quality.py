@@ -160,7 +160,9 @@ class Bench:
             "hnsw_threshold": s.hnsw_threshold,
         }, sort_keys=True).encode())
         for f in _INDEX_SOURCES:
-            h.update((PROJECT_ROOT / "service" / f).read_bytes())
+            path = PROJECT_ROOT / "service" / f
+            if path.exists():  # an older checkout (a baseline run) may lack a newer module
+                h.update(path.read_bytes())
         return f"{name}-{h.hexdigest()[:12]}"
 
     def index(self, name: str, corpus: Path) -> Path:
@@ -349,6 +351,81 @@ def eval_answers(bench: Bench, n: int) -> dict[str, Any]:
     log(f"[answers] threshold {t:.3f}: answered {out['answered_rate']:.3f} of answerable; abstained "
         f"{out['abstain_rate_squad_other_articles']:.3f} (other articles), "
         f"{out['abstain_rate_scifact_claims']:.3f} (SciFact claims)")
+    return out
+
+
+def _pack_whole(citations: Sequence[Any], max_tokens: int, count: Any) -> list[Any]:
+    """The former ``/v1/context`` packing (the baseline): whole passages that fit, in rank order."""
+    from service.context_budget import block
+
+    used, out = 0, []
+    for c in citations:
+        n = count(block(len(out) + 1, c))
+        if used + n <= max_tokens:
+            out.append(c)
+            used += n
+    return out
+
+
+def eval_context(bench: Bench, n: int, budgets: Sequence[int] = (50, 100, 200, 500)) -> dict[str, Any]:
+    """``/v1/context`` at small budgets: how often the packed context holds a gold answer span of an
+    answerable SQuAD question, packed as the engine packs it and packed whole-passages-only."""
+    from service.context_budget import pack
+    from service.tokens import count
+
+    full = datasets.squad()
+    index_dir = bench.index("squad", full.corpus)
+    retriever = bench.retriever(index_dir)
+    questions = sample(full.questions, n, seed=1)
+    vecs = bench.vectors([q.text for q in questions])
+    assert bench.query is not None
+    cache = str(bench.settings.cache_dir)
+    counter = lambda t: count(t, cache)  # noqa: E731
+    found: dict[int, list[bool]] = {b: [] for b in budgets}
+    found_whole: dict[int, list[bool]] = {b: [] for b in budgets}
+    for q, v in zip(questions, vecs, strict=True):
+        ans = build_answer(q.text, v, retriever.search(q.text, v, bench.settings.max_k), bench.query, threshold=-1e9)
+        for b in budgets:
+            _text, cited = pack(ans.citations, b, counter)
+            found[b].append(any(a in c.text for c in cited for a in q.answers))
+            found_whole[b].append(any(a in c.text for c in _pack_whole(ans.citations, b, counter) for a in q.answers))
+    out = {"questions": len(questions), "budgets": {
+        str(b): {"holds_gold": round(mean(found[b]), 4), "holds_gold_whole_passages": round(mean(found_whole[b]), 4)}
+        for b in budgets}}
+    log(f"[context] {out['budgets']}")
+    return out
+
+
+def eval_seeds(bench: Bench) -> dict[str, Any]:
+    """The seed articles' question sets (tests/test_seed_questions.py): answered, first citation an
+    accepted paragraph, top-3 hit, and abstention on off-topic questions."""
+    from tests.test_seed_questions import ANSWERABLE, OFF_TOPIC
+
+    index_dir = bench.index("seeds", PROJECT_ROOT / "seeds")
+    retriever = bench.retriever(index_dir)
+    assert bench.query is not None
+    t = bench.settings.abstain_threshold
+    rows = []
+    for q, source, accepted in ANSWERABLE:
+        v = bench.vectors([q])[0]
+        passages = retriever.search(q, v, 3)
+        ans = build_answer(q, v, passages, bench.query, t)
+        first = ans.citations[0] if ans.citations else None
+        rows.append({"answered": ans.answer is not None,
+                     "first_accepted": bool(first and first.source == source and first.paragraph in accepted),
+                     "top1": bool(passages and (passages[0].source, passages[0].paragraph) in
+                                  {(source, p) for p in accepted}),
+                     "top3": any((p.source, p.paragraph) in {(source, a) for a in accepted} for p in passages)})
+    off = []
+    for q in OFF_TOPIC:
+        v = bench.vectors([q])[0]
+        off.append(build_answer(q, v, retriever.search(q, v, 5), bench.query, t).answer is None)
+    answered = [r for r in rows if r["answered"]]
+    out = {"answerable": len(rows), "answered_rate": round(mean(r["answered"] for r in rows), 4),
+           "answered_first_citation_accepted": round(mean(r["first_accepted"] for r in answered), 4) if answered else 0.0,
+           "hit@1": round(mean(r["top1"] for r in rows), 4), "hit@3": round(mean(r["top3"] for r in rows), 4),
+           "off_topic": len(off), "abstain_rate_off_topic": round(mean(off), 4)}
+    log(f"[seeds] {out}")
     return out
 
 
@@ -630,6 +707,17 @@ def table(results: dict[str, Any]) -> str:
             f"{a['abstain_rate_scifact_claims']:.1%} of {a['unanswerable_scifact_claims']} SciFact claims asked "
             "of the SQuAD index.",
         ]
+    sd = results.get("seeds")
+    if sd:
+        lines += ["", f"Seed questions: answered {sd['answered_rate']:.1%} of {sd['answerable']} (first citation an "
+                      f"accepted paragraph for {sd['answered_first_citation_accepted']:.1%} of those); paragraph hit@1 "
+                      f"{sd['hit@1']:.3f}, hit@3 {sd['hit@3']:.3f}; abstained on {sd['abstain_rate_off_topic']:.1%} of "
+                      f"{sd['off_topic']} off-topic questions."]
+    cx = results.get("context")
+    if cx:
+        lines += ["", "| /v1/context budget (tokens) | context holds a gold span | whole passages only (before) |",
+                  "|---|---|---|"]
+        lines += [f"| {b} | {r['holds_gold']:.3f} | {r['holds_gold_whole_passages']:.3f} |" for b, r in cx["budgets"].items()]
     return "\n".join(lines)
 
 
@@ -706,6 +794,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                titled=False)
     if "answers" not in args.skip:
         results["answers"] = eval_answers(bench, n_answers)
+        results["seeds"] = eval_seeds(bench)
+        results["context"] = eval_context(bench, n_answers)
     if args.ablation:
         results["ablations"] = eval_ablations(settings, args.scifact_queries, args.squad_questions)
     if args.compare_precision:
