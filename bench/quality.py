@@ -12,7 +12,12 @@ over one index in one run, so the rows of the table are comparable.
 
 * SciFact: nDCG@10 and recall@100 over documents (a document ranks where its best paragraph ranks).
   nDCG@10 comes from the default settings; recall@100 from a deeper search (more candidates).
-* SQuAD: hit@1 / hit@5, a hit being the question's own article file and paragraph number.
+* SQuAD: hit@1 / hit@5, a hit being the question's own article file and paragraph number; again
+  with the articles written without their title line ("untitled": paragraph 1 is body text).
+* Every retrieval figure beside BM25 alone, dense alone and the naive hybrid (equal weights on
+  min-max normalised scores, no per-query adaptation).
+* Seeds: the seed articles' question sets from tests/test_seed_questions.py (answered, cited,
+  off-topic refused). Context: how often ``/v1/context`` at 50-500 tokens holds a gold answer span.
 * Answers: on a sample of SQuAD questions, how often the engine answers (and whether the answer
   sentence holds a gold answer), and how often it abstains on questions whose article is not in
   the index (the other half of SQuAD) and on SciFact claims asked of the SQuAD index.
