@@ -8,7 +8,8 @@ into the project; the derived article files go under ``bench/.data/`` (git-ignor
 * SQuAD v1.1 dev: each of the 48 articles becomes ``squad/<NN>_<title>.txt``: the title on the
   first line, then the article's paragraphs separated by blank lines. The title is paragraph 1, so
   SQuAD paragraph ``i`` (0-based) is cited as paragraph ``i + 2``; :func:`squad` checks this against
-  the service's own paragraph rule for every paragraph it writes.
+  the service's own paragraph rule for every paragraph it writes. ``squad(titled=False)`` writes
+  the same articles without their title line (``squad-untitled/``), as plain files often come.
 """
 
 from __future__ import annotations
@@ -105,8 +106,12 @@ def _file_name(i: int, title: str) -> str:
     return f"{i:02d}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', title)}.txt"
 
 
-def squad(out: Path = OUT, data: Path = DATA, folder: str = "squad", articles: slice | None = None) -> Squad:
-    """SQuAD dev as article files; ``articles`` selects a subset of the 48 (for calibration)."""
+def squad(out: Path = OUT, data: Path = DATA, folder: str = "squad", articles: slice | None = None,
+          titled: bool = True) -> Squad:
+    """SQuAD dev as article files; ``articles`` selects a subset of the 48 (for calibration).
+
+    ``titled=False`` writes the articles without their title line, as many real files come: the
+    first paragraph is body text, SQuAD paragraph ``i`` is cited as ``i + 1``."""
     raw = json.loads((data / "squad-v1.1-dev" / "dev-v1.1.json").read_text(encoding="utf-8"))["data"]
     chosen = list(enumerate(raw))[articles or slice(None)]
     files: dict[str, str] = {}
@@ -116,11 +121,12 @@ def squad(out: Path = OUT, data: Path = DATA, folder: str = "squad", articles: s
         name = _file_name(i, article["title"])
         title = article["title"].replace("_", " ")
         contexts = [p["context"].strip() for p in article["paragraphs"]]
-        text = title + "\n\n" + "\n\n".join(contexts) + "\n"
+        head = [title] if titled else []
+        text = "\n\n".join([*head, *contexts]) + "\n"
         # The numbering must follow the service's paragraph rule exactly: check every paragraph.
         paras = paragraphs(text)
-        if len(paras) != len(contexts) + 1 or any(
-            text[p.start : p.end] != c for p, c in zip(paras[1:], contexts, strict=True)
+        if len(paras) != len(contexts) + len(head) or any(
+            text[p.start : p.end] != c for p, c in zip(paras[len(head):], contexts, strict=True)
         ):
             raise ValueError(f"SQuAD article {article['title']!r} does not split into its own paragraphs")
         files[name] = text
@@ -129,7 +135,7 @@ def squad(out: Path = OUT, data: Path = DATA, folder: str = "squad", articles: s
         for j, p in enumerate(article["paragraphs"]):
             for qa in p["qas"]:
                 answers = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
-                questions.append(SquadQuestion(qa["id"], qa["question"].strip(), source, j + 2, answers))
+                questions.append(SquadQuestion(qa["id"], qa["question"].strip(), source, j + 1 + len(head), answers))
     corpus = out / folder
     sync_folder(corpus, files)
     return Squad(corpus, questions, names)

@@ -12,7 +12,12 @@ over one index in one run, so the rows of the table are comparable.
 
 * SciFact: nDCG@10 and recall@100 over documents (a document ranks where its best paragraph ranks).
   nDCG@10 comes from the default settings; recall@100 from a deeper search (more candidates).
-* SQuAD: hit@1 / hit@5, a hit being the question's own article file and paragraph number.
+* SQuAD: hit@1 / hit@5, a hit being the question's own article file and paragraph number; again
+  with the articles written without their title line ("untitled": paragraph 1 is body text).
+* Every retrieval figure beside BM25 alone, dense alone and the naive hybrid (equal weights on
+  min-max normalised scores, no per-query adaptation).
+* Seeds: the seed articles' question sets from tests/test_seed_questions.py (answered, cited,
+  off-topic refused). Context: how often ``/v1/context`` at 50-500 tokens holds a gold answer span.
 * Answers: on a sample of SQuAD questions, how often the engine answers (and whether the answer
   sentence holds a gold answer), and how often it abstains on questions whose article is not in
   the index (the other half of SQuAD) and on SciFact claims asked of the SQuAD index.
@@ -58,7 +63,9 @@ from .metrics import hit_at_k, mean, ndcg_at_k, recall_at_k, unique
 
 CACHE = PROJECT_ROOT / "bench" / ".cache"
 RESULTS = PROJECT_ROOT / "bench" / "results"
-FUSIONS = ("bm25", "dense", "rrf", "weighted")
+FUSIONS = ("bm25", "dense", "naive", "rrf", "weighted")
+# "naive": the plain hybrid one would write first, equal weights on min-max normalised BM25 and dense
+# scores with no per-query adaptation (the baseline the defaults must beat on sets nobody tuned on).
 STORES = ("local", "postgresql")
 # The benchmark's PostgreSQL server (tests/pg.py starts it on 127.0.0.1; its own defaults favour test
 # speed). Sized for an index of SciFact's size (~0.6 GiB of tables and indexes) on a 2-core machine:
@@ -74,7 +81,7 @@ PG_SETTINGS: dict[str, str] = {
     "synchronous_commit": "on",
 }
 # Source files whose code decides what an index holds: a change to any of them means a new index.
-_INDEX_SOURCES = ("corpus.py", "chunking.py", "indexer.py", "lexical.py")
+_INDEX_SOURCES = ("corpus.py", "chunking.py", "indexer.py", "lexical.py", "titles.py")
 
 
 def log(msg: str) -> None:
@@ -158,7 +165,9 @@ class Bench:
             "hnsw_threshold": s.hnsw_threshold,
         }, sort_keys=True).encode())
         for f in _INDEX_SOURCES:
-            h.update((PROJECT_ROOT / "service" / f).read_bytes())
+            path = PROJECT_ROOT / "service" / f
+            if path.exists():  # an older checkout (a baseline run) may lack a newer module
+                h.update(path.read_bytes())
         return f"{name}-{h.hexdigest()[:12]}"
 
     def index(self, name: str, corpus: Path) -> Path:
@@ -189,6 +198,15 @@ class Bench:
         view = self.open(where) if isinstance(where, Path) else where
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         return Retriever.from_settings(view, settings)
+
+    def searcher(self, where: Path | IndexView, fusion: str, **overrides: Any) -> tuple[Retriever, str]:
+        """A retriever and the fusion to pass it for one of ``FUSIONS`` (``naive``: weighted fusion at
+        equal weights, not adapted per query)."""
+        if fusion != "naive":
+            return self.retriever(where, **overrides), fusion
+        r = self.retriever(where, **{"dense_weight": 0.5, **overrides})
+        r.adaptive = False
+        return r, "weighted"
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
         assert self.query is not None
@@ -221,20 +239,20 @@ def eval_scifact(bench: Bench, n_queries: int | None, fusions: Sequence[str], vi
     index_dir = bench.index("scifact", data.corpus)
     vecs = bench.vectors([q.text for q in queries])
     view = view or bench.open(index_dir)
-    shallow = bench.retriever(view)
-    deep = bench.retriever(view, candidates=max(1000, bench.settings.candidates))
     out: dict[str, Any] = {"queries": len(queries), "documents": len(list(data.corpus.iterdir())),
                            "index": index_dir.name, "chunks": view.size,
                            "vector_index": view.stats().vector_index}
     for fusion in fusions:
         started = time.monotonic()
+        shallow, how = bench.searcher(view, fusion)
+        deep, _ = bench.searcher(view, fusion, candidates=max(1000, bench.settings.candidates))
         ndcg, recall, cited = [], [], []
         for q, v in zip(queries, vecs, strict=True):
             # Documents have two paragraphs (title, abstract): 2x paragraphs give enough documents.
-            shallow_hits = [(p.source, p.paragraph) for p in shallow.search(q.text, v, 20, fusion=fusion)]
+            shallow_hits = [(p.source, p.paragraph) for p in shallow.search(q.text, v, 20, fusion=how)]
             top = unique(doc_id(s) for s, _ in shallow_hits)
             ndcg.append(ndcg_at_k(top, data.qrels[q.id], 10))
-            deep_hits = [(p.source, p.paragraph) for p in deep.search(q.text, v, 250, fusion=fusion)]
+            deep_hits = [(p.source, p.paragraph) for p in deep.search(q.text, v, 250, fusion=how)]
             many = unique(doc_id(s) for s, _ in deep_hits)
             recall.append(recall_at_k(many, data.qrels[q.id], 100))
             cited.append([shallow_hits, deep_hits])
@@ -248,20 +266,22 @@ def eval_scifact(bench: Bench, n_queries: int | None, fusions: Sequence[str], vi
 
 
 def eval_squad(bench: Bench, n_questions: int | None, fusions: Sequence[str], view: IndexView | None = None,
-               ranked: Ranked | None = None, label: str = "squad") -> dict[str, Any]:
-    data = datasets.squad()
+               ranked: Ranked | None = None, label: str = "squad", titled: bool = True) -> dict[str, Any]:
+    """``titled=False``: the articles without their title line (``datasets.squad``)."""
+    folder = "squad" if titled else "squad-untitled"
+    data = datasets.squad(folder=folder, titled=titled)
     questions = sample(data.questions, n_questions)
-    index_dir = bench.index("squad", data.corpus)
+    index_dir = bench.index(folder, data.corpus)
     vecs = bench.vectors([q.text for q in questions])
     view = view or bench.open(index_dir)
-    retriever = bench.retriever(view)
     out: dict[str, Any] = {"questions": len(questions), "articles": len(data.articles), "index": index_dir.name,
                            "chunks": view.size}
     for fusion in fusions:
         started = time.monotonic()
+        retriever, how = bench.searcher(view, fusion)
         h1, h5, all_cited = [], [], []
         for q, v in zip(questions, vecs, strict=True):
-            cited = [(p.source, p.paragraph) for p in retriever.search(q.text, v, 5, fusion=fusion)]
+            cited = [(p.source, p.paragraph) for p in retriever.search(q.text, v, 5, fusion=how)]
             h1.append(hit_at_k(cited, (q.source, q.paragraph), 1))
             h5.append(hit_at_k(cited, (q.source, q.paragraph), 5))
             all_cited.append(cited)
@@ -336,6 +356,81 @@ def eval_answers(bench: Bench, n: int) -> dict[str, Any]:
     log(f"[answers] threshold {t:.3f}: answered {out['answered_rate']:.3f} of answerable; abstained "
         f"{out['abstain_rate_squad_other_articles']:.3f} (other articles), "
         f"{out['abstain_rate_scifact_claims']:.3f} (SciFact claims)")
+    return out
+
+
+def _pack_whole(citations: Sequence[Any], max_tokens: int, count: Any) -> list[Any]:
+    """The former ``/v1/context`` packing (the baseline): whole passages that fit, in rank order."""
+    from service.context_budget import block
+
+    used, out = 0, []
+    for c in citations:
+        n = count(block(len(out) + 1, c))
+        if used + n <= max_tokens:
+            out.append(c)
+            used += n
+    return out
+
+
+def eval_context(bench: Bench, n: int, budgets: Sequence[int] = (50, 100, 200, 500)) -> dict[str, Any]:
+    """``/v1/context`` at small budgets: how often the packed context holds a gold answer span of an
+    answerable SQuAD question, packed as the engine packs it and packed whole-passages-only."""
+    from service.context_budget import pack
+    from service.tokens import count
+
+    full = datasets.squad()
+    index_dir = bench.index("squad", full.corpus)
+    retriever = bench.retriever(index_dir)
+    questions = sample(full.questions, n, seed=1)
+    vecs = bench.vectors([q.text for q in questions])
+    assert bench.query is not None
+    cache = str(bench.settings.cache_dir)
+    counter = lambda t: count(t, cache)  # noqa: E731
+    found: dict[int, list[bool]] = {b: [] for b in budgets}
+    found_whole: dict[int, list[bool]] = {b: [] for b in budgets}
+    for q, v in zip(questions, vecs, strict=True):
+        ans = build_answer(q.text, v, retriever.search(q.text, v, bench.settings.max_k), bench.query, threshold=-1e9)
+        for b in budgets:
+            _text, cited = pack(ans.citations, b, counter)
+            found[b].append(any(a in c.text for c in cited for a in q.answers))
+            found_whole[b].append(any(a in c.text for c in _pack_whole(ans.citations, b, counter) for a in q.answers))
+    out = {"questions": len(questions), "budgets": {
+        str(b): {"holds_gold": round(mean(found[b]), 4), "holds_gold_whole_passages": round(mean(found_whole[b]), 4)}
+        for b in budgets}}
+    log(f"[context] {out['budgets']}")
+    return out
+
+
+def eval_seeds(bench: Bench) -> dict[str, Any]:
+    """The seed articles' question sets (tests/test_seed_questions.py): answered, first citation an
+    accepted paragraph, top-3 hit, and abstention on off-topic questions."""
+    from tests.test_seed_questions import ANSWERABLE, OFF_TOPIC
+
+    index_dir = bench.index("seeds", PROJECT_ROOT / "seeds")
+    retriever = bench.retriever(index_dir)
+    assert bench.query is not None
+    t = bench.settings.abstain_threshold
+    rows = []
+    for q, source, accepted in ANSWERABLE:
+        v = bench.vectors([q])[0]
+        passages = retriever.search(q, v, 3)
+        ans = build_answer(q, v, passages, bench.query, t)
+        first = ans.citations[0] if ans.citations else None
+        rows.append({"answered": ans.answer is not None,
+                     "first_accepted": bool(first and first.source == source and first.paragraph in accepted),
+                     "top1": bool(passages and (passages[0].source, passages[0].paragraph) in
+                                  {(source, p) for p in accepted}),
+                     "top3": any((p.source, p.paragraph) in {(source, a) for a in accepted} for p in passages)})
+    off = []
+    for q in OFF_TOPIC:
+        v = bench.vectors([q])[0]
+        off.append(build_answer(q, v, retriever.search(q, v, 5), bench.query, t).answer is None)
+    answered = [r for r in rows if r["answered"]]
+    out = {"answerable": len(rows), "answered_rate": round(mean(r["answered"] for r in rows), 4),
+           "answered_first_citation_accepted": round(mean(r["first_accepted"] for r in answered), 4) if answered else 0.0,
+           "hit@1": round(mean(r["top1"] for r in rows), 4), "hit@3": round(mean(r["top3"] for r in rows), 4),
+           "off_topic": len(off), "abstain_rate_off_topic": round(mean(off), 4)}
+    log(f"[seeds] {out}")
     return out
 
 
@@ -557,11 +652,13 @@ def stores_table(r: dict[str, Any], default: str) -> str:
 # -- report -------------------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
     default = results["settings"]["fusion"]
-    rows = [("BM25 alone", "bm25"), ("dense alone", "dense"), ("hybrid RRF", "rrf"), ("hybrid weighted", "weighted")]
-    sci, sq = results.get("scifact", {}), results.get("squad", {})
+    rows = [("BM25 alone", "bm25"), ("dense alone", "dense"), ("naive hybrid (equal weights)", "naive"),
+            ("hybrid RRF", "rrf"), ("hybrid weighted", "weighted")]
+    sci, sq, su = results.get("scifact", {}), results.get("squad", {}), results.get("squad_untitled", {})
     lines = [
-        "| retrieval | SciFact nDCG@10 | SciFact recall@100 | SQuAD hit@1 | SQuAD hit@5 |",
-        "|---|---|---|---|---|",
+        "| retrieval | SciFact nDCG@10 | SciFact recall@100 | SQuAD hit@1 | SQuAD hit@5 "
+        "| SQuAD untitled hit@1 | SQuAD untitled hit@5 |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def cell(block: dict[str, Any], fusion: str, metric: str) -> str:
@@ -573,7 +670,8 @@ def table(results: dict[str, Any]) -> str:
             continue
         name = f"**{label} (default)**" if fusion == default else label
         lines.append(f"| {name} | {cell(sci, fusion, 'ndcg@10')} | {cell(sci, fusion, 'recall@100')} | "
-                     f"{cell(sq, fusion, 'hit@1')} | {cell(sq, fusion, 'hit@5')} |")
+                     f"{cell(sq, fusion, 'hit@1')} | {cell(sq, fusion, 'hit@5')} | "
+                     f"{cell(su, fusion, 'hit@1')} | {cell(su, fusion, 'hit@5')} |")
     d_sci, d_sq = sci.get(default, {}), sq.get(default, {})
     if "ndcg@10_ci95" in d_sci or "hit@1_ci95" in d_sq:
         parts = []
@@ -582,6 +680,8 @@ def table(results: dict[str, Any]) -> str:
         if "hit@1_ci95" in d_sq:
             parts.append("SQuAD hit@1 [{:.3f}, {:.3f}], hit@5 [{:.3f}, {:.3f}]".format(
                 *d_sq["hit@1_ci95"], *d_sq["hit@5_ci95"]))
+        if "hit@1_ci95" in su.get(default, {}):
+            parts.append("SQuAD untitled hit@1 [{:.3f}, {:.3f}]".format(*su[default]["hit@1_ci95"]))
         lines += ["", "Bootstrap 95% intervals over queries, default fusion: " + "; ".join(parts) + "."]
     ab = results.get("ablations")
     if ab and sci and sq:
@@ -612,6 +712,17 @@ def table(results: dict[str, Any]) -> str:
             f"{a['abstain_rate_scifact_claims']:.1%} of {a['unanswerable_scifact_claims']} SciFact claims asked "
             "of the SQuAD index.",
         ]
+    sd = results.get("seeds")
+    if sd:
+        lines += ["", f"Seed questions: answered {sd['answered_rate']:.1%} of {sd['answerable']} (first citation an "
+                      f"accepted paragraph for {sd['answered_first_citation_accepted']:.1%} of those); paragraph hit@1 "
+                      f"{sd['hit@1']:.3f}, hit@3 {sd['hit@3']:.3f}; abstained on {sd['abstain_rate_off_topic']:.1%} of "
+                      f"{sd['off_topic']} off-topic questions."]
+    cx = results.get("context")
+    if cx:
+        lines += ["", "| /v1/context budget (tokens) | context holds a gold span | whole passages only (before) |",
+                  "|---|---|---|"]
+        lines += [f"| {b} | {r['holds_gold']:.3f} | {r['holds_gold_whole_passages']:.3f} |" for b, r in cx["budgets"].items()]
     return "\n".join(lines)
 
 
@@ -621,7 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scifact-queries", type=int, default=None, help="first N SciFact test queries (default all 300)")
     p.add_argument("--squad-questions", type=int, default=None, help="random N SQuAD questions (default all)")
     p.add_argument("--answers", type=int, default=None, help="questions per answer/abstain set (default 1000)")
-    p.add_argument("--skip", action="append", default=[], choices=["scifact", "squad", "answers"])
+    p.add_argument("--skip", action="append", default=[], choices=["scifact", "squad", "squad-untitled", "answers"])
     p.add_argument("--fusions", default=",".join(FUSIONS), help="comma-separated subset of " + ",".join(FUSIONS))
     p.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/quality.json)")
     p.add_argument("--ablation", action="store_true",
@@ -683,8 +794,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["scifact"] = eval_scifact(bench, args.scifact_queries, fusions)
     if "squad" not in args.skip and "squad" not in results:
         results["squad"] = eval_squad(bench, args.squad_questions, fusions)
+    if "squad-untitled" not in args.skip:
+        results["squad_untitled"] = eval_squad(bench, args.squad_questions, fusions, label="squad untitled",
+                                               titled=False)
     if "answers" not in args.skip:
         results["answers"] = eval_answers(bench, n_answers)
+        results["seeds"] = eval_seeds(bench)
+        results["context"] = eval_context(bench, n_answers)
     if args.ablation:
         results["ablations"] = eval_ablations(settings, args.scifact_queries, args.squad_questions)
     if args.compare_precision:

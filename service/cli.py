@@ -91,6 +91,8 @@ def _print_answer(result: dict[str, Any]) -> None:
     width = 100
     if result["answer"] is not None:
         print(textwrap.fill(result["answer"], width))
+        if result.get("context"):  # what "they"/"he" in the answer refers to
+            print(textwrap.fill(f"(context: {result['context']['text']})", width))
     else:
         print(textwrap.fill(f"No answer: {result['reason']}", width))
         if result["citations"]:

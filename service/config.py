@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     rrf_k: int = 60
     dense_weight: float = Field(0.6, description="Dense share in weighted fusion (BM25 gets the rest).")
     abstain_threshold: float = Field(
-        0.40, description="Answer only when the best sentence's score reaches this (else answer is null)."
+        0.41, description="Answer only when the best sentence's score reaches this (else answer is null)."
     )
     reranker: str | None = Field(None, description="Optional sentence-transformers CrossEncoder model.")
     rerank_depth: int = Field(20, description="Paragraphs the reranker rescores (at least k).")

@@ -46,7 +46,7 @@ from .generation import (
     GeneratorUnavailable,
     Token,
 )
-from .pages import PageMap, is_paged, label, may_be_paged, page_map
+from .pages import PageMap, is_paged, may_be_paged, page_map
 from .retrieval import DenseQueries, Passage, Retriever
 from .store import open_store
 from .store.base import (
@@ -332,7 +332,9 @@ class Engine:
         return dataclasses.replace(answer, citations=live.place(answer.citations))
 
     def context(self, query: str, max_tokens: int = 2000, filter: FilterSpec = None) -> Context:
-        """The best passages, each headed by its citation, packed into ``max_tokens`` tiktoken tokens."""
+        """The best passages, each headed by its citation, packed into ``max_tokens`` tiktoken tokens
+        (a passage too long for what is left goes in as its best sentence: ``service.context_budget``)."""
+        from .context_budget import pack
         from .tokens import count
 
         query = self._check_query(query)
@@ -342,18 +344,7 @@ class Engine:
             raise QueryError(f"max_tokens must be an integer from 1 to {self.settings.max_context_tokens}")
         answer = self.ask(query, self.settings.max_k, filter)
         cache = str(self.settings.cache_dir)
-        parts: list[str] = []
-        used = 0
-        cited: list[Citation] = []
-        for c in answer.citations:
-            block = f"[{len(cited) + 1}] {label(c.source, c.page, c.paragraph)}\n{c.text}\n\n"
-            n = count(block, cache)
-            if used + n > max_tokens:
-                continue
-            parts.append(block)
-            used += n
-            cited.append(c)
-        text = "".join(parts).rstrip("\n")
+        text, cited = pack(answer.citations, max_tokens, lambda t: count(t, cache))
         return Context(query, text, count(text, cache) if text else 0, cited)
 
     @property

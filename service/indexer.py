@@ -23,13 +23,14 @@ import numpy as np
 
 from .chunking import Chunk, chunk_document
 from .config import Settings
-from .corpus import CorpusError, Document, Skipped, load_document, walk
+from .corpus import CorpusError, Document, Skipped, load_document, title_of, walk
 from .embed_cache import EmbeddingCache
 from .embedding import Embedder, ModelInfo, TorchEmbedder, WordPieces, model_info, onnx_path_for
 from .files import temp_name
 from .formats import READER_VERSIONS, stale_suffixes, suffix_of
 from .store import open_store, write_error
 from .store.base import ChunkRecord, DocRecord, DocumentUpsert, IndexMeta, IndexView, IndexWriter, Store
+from .titles import embedding_title
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -104,6 +105,7 @@ class Indexer:
         self.pieces = WordPieces(self.info.path, self.info.max_seq_length)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.on_commit = on_commit
+        self._titles: dict[tuple[str, int], str] = {}  # (title, hash of text) -> title to embed
         self.store: Store = store or open_store(settings, self.index_dir, model_sha256=self.info.sha256,
                                                 lexical_text=self.lexical_text)
 
@@ -176,7 +178,7 @@ class Indexer:
 
     def lexical_text(self, doc: DocRecord, chunk: ChunkRecord) -> str:
         """What a kept chunk is BM25-indexed by (the local store rebuilds its postings with it)."""
-        return embed_text(self._title(doc.title), chunk.text, chunk.paragraph, self.settings.embed_title)
+        return embed_text(self._title(doc.title, doc.text), chunk.text, chunk.paragraph, self.settings.embed_title)
 
     # -- public -------------------------------------------------------------------------------
     def resolve_corpus(self, corpus: Path | None) -> Path:
@@ -351,7 +353,7 @@ class Indexer:
 
             for position, doc in enumerate(todo, start=1):
                 chunks = self._chunk(doc)
-                title = self._title(doc.title)
+                title = self._title(doc.title, doc.text)
                 pending.append((doc, chunks, [embed_text(title, c.text, c.paragraph, self.settings.embed_title)
                                               for c in chunks]))
                 if sum(len(p[2]) for p in pending) >= FLUSH_TEXTS or position == len(todo):
@@ -387,8 +389,17 @@ class Indexer:
         return chunk_document(doc, self.pieces.count, self.pieces.offsets, c["chunk_tokens"], c["overlap_sentences"],
                               c["sentences"])
 
-    def _title(self, title: str) -> str:
-        return self.pieces.truncate(title, self.settings.title_tokens)
+    def _title(self, title: str, text: str) -> str:
+        """The title glued to a document's chunks: none when the first line is not one (``service.titles``)."""
+        key = (title, hash(text))
+        if key not in self._titles:
+            if len(self._titles) > 1024:
+                self._titles.clear()
+            # A title that is not the text's first line was declared by the format (PDF metadata,
+            # HTML <title>): it stands as it is; a first line must look like a title (service.titles).
+            declared = bool(title) and title.strip() != title_of(text, "")
+            self._titles[key] = self.pieces.truncate(embedding_title(text, title, declared), self.settings.title_tokens)
+        return self._titles[key]
 
     def _embed(self, texts: list[str], cache: EmbeddingCache) -> np.ndarray:
         out = np.zeros((len(texts), self.info.dim), dtype=np.float32)

@@ -34,7 +34,7 @@ from .engine import (
 )
 from .filters import FilterModel
 from .pages import label, parse_citation_id
-from .wire import CitedPassage, citation_id, cited
+from .wire import CONTEXT_DESCRIPTION, AnswerContext, CitedPassage, citation_id, cited
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class AskResultBase(BaseModel):
                                                "refer to `citations` and were checked.")
     check: dict[str, int] | None = Field(None, description="With `generate`: sentences, cited, supported, flagged, "
                                                            "markers_removed.")
+    context: AnswerContext | None = Field(None, description=CONTEXT_DESCRIPTION)
 
 
 def ask_result_model(threshold: float) -> type[AskResultBase]:

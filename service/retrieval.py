@@ -153,14 +153,16 @@ def by_paragraph(ids: Sequence[int] | np.ndarray, scores: Sequence[float] | np.n
     return para[ids[first]], np.asarray(scores, np.float64).reshape(-1)[first]
 
 
-def fuse(fusion: str, dense: Side, lexical: Side, rrf_k: int = 60, dense_weight: float = 0.5) -> Ranking:
-    """The items of two rankings (each best first) ranked under one fusion."""
+def fuse(fusion: str, dense: Side, lexical: Side, rrf_k: int = 60, dense_weight: float = 0.5,
+         adaptive: bool = True) -> Ranking:
+    """The items of two rankings (each best first) ranked under one fusion (``adaptive``: weighted
+    fusion scales each side by its decisiveness; off, it is a plain weighted sum)."""
     if fusion == "dense":
         return Ranking.combine(*dense)
     if fusion == "bm25":
         return Ranking.combine(*lexical)
     if fusion == "weighted":
-        return weighted(dense, lexical, dense_weight)
+        return weighted(dense, lexical, dense_weight, adaptive)
     if fusion == "rrf":
         return rrf([dense[0], lexical[0]], rrf_k)
     raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
@@ -226,7 +228,8 @@ class Retriever:
     """Dense and lexical candidates from an index view, fused at the paragraph level."""
 
     def __init__(self, view: IndexView, fusion: str = "rrf", candidates: int = 100, rrf_k: int = 60,
-                 dense_weight: float = 0.5, reranker: Reranker | None = None, rerank_depth: int = 20) -> None:
+                 dense_weight: float = 0.5, reranker: Reranker | None = None, rerank_depth: int = 20,
+                 adaptive: bool = True) -> None:
         self.view = view
         self.fusion = fusion
         self.candidates = candidates
@@ -234,6 +237,7 @@ class Retriever:
         self.dense_weight = dense_weight
         self.reranker = reranker
         self.rerank_depth = rerank_depth
+        self.adaptive = adaptive  # weighted fusion adapts its weights per query (off: the naive hybrid)
 
     @classmethod
     def from_settings(cls, view: IndexView, settings: Settings) -> Retriever:
@@ -282,12 +286,13 @@ class Retriever:
         layout = view.layout(np.concatenate([dense[0], lexical[0]]))
         para = layout.paragraphs
         lexical_paragraphs = by_paragraph(*lexical, para)
-        fused = fuse(fusion, by_paragraph(*dense, para), lexical_paragraphs, self.rrf_k, self.dense_weight)
+        fused = fuse(fusion, by_paragraph(*dense, para), lexical_paragraphs, self.rrf_k, self.dense_weight,
+                     self.adaptive)
         reranker = self.reranker if rerank else None
         depth = max(k, self.rerank_depth) if reranker is not None else k
         top_paragraphs = fused.ids[:depth].tolist()
         # The best chunk of a paragraph: the best chunk-level fused score; then the window holding it.
-        chunk_fused = fuse(fusion, dense, lexical, self.rrf_k, self.dense_weight)
+        chunk_fused = fuse(fusion, dense, lexical, self.rrf_k, self.dense_weight, self.adaptive)
         firsts = chunk_fused.ids[first_per_group(chunk_fused.ids, para)]
         best_of = dict(zip(para[firsts].tolist(), firsts.tolist(), strict=True))
         top = layout.windows_holding([best_of[p] for p in top_paragraphs], chunk_fused.as_dict)

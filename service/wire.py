@@ -41,6 +41,18 @@ class CitedPassage(BaseModel):
     quote_end: int
 
 
+class AnswerContext(BaseModel):
+    """The sentence before an answer that refers back to it ("They agreed …"), shown beside the answer."""
+
+    text: str = Field(description="The sentence before the answer in its passage: what the answer refers to.")
+    start: int = Field(description="Offset of `text` in the document (the answer's own quote offsets are unchanged).")
+    end: int
+
+
+CONTEXT_DESCRIPTION = ("The sentence before the answer when the answer opens with a pronoun or \"the …\" "
+                       "(\"They agreed …\"); null otherwise.")
+
+
 def cited(c: Citation) -> dict[str, Any]:
     """A citation as ``CitedPassage`` fields (plain data: the adapters validate on the way out)."""
     return {"id": citation_id(c.source, c.paragraph, c.page), **c.as_dict()}

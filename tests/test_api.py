@@ -111,7 +111,7 @@ def test_ask_answers_with_citations(client: httpx.Client, seed_settings: Setting
     r = client.post("/v1/ask", json={"question": MYANMAR})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"question", "answer", "reason", "confidence", "citations"}
+    assert set(body) == {"question", "answer", "reason", "confidence", "citations", "context"}
     assert body["question"] == MYANMAR and "Liu Zhongyi" in body["answer"] and body["reason"] is None
     first = body["citations"][0]
     assert first["source"] == SEED_003 and first["quote"] == body["answer"]

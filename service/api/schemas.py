@@ -15,7 +15,14 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from ..config import Settings
 from ..filters import FilterModel as FilterBody
-from ..wire import CITED_EXAMPLE, PASSAGE_EXAMPLE, SOURCE_EXAMPLE, CitedPassage
+from ..wire import (
+    CITED_EXAMPLE,
+    CONTEXT_DESCRIPTION,
+    PASSAGE_EXAMPLE,
+    SOURCE_EXAMPLE,
+    AnswerContext,
+    CitedPassage,
+)
 
 QUESTION = "who visited Myanmar?"
 SOURCE = SOURCE_EXAMPLE
@@ -192,6 +199,7 @@ class AskResponseBase(BaseModel):
     citations: list[CitedPassage] = Field(
         description="The passages behind the answer, the one holding the answer first; `quote` is its best sentence."
     )
+    context: AnswerContext | None = Field(None, description=CONTEXT_DESCRIPTION)
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "question": QUESTION, "answer": PASSAGE_EXAMPLE, "reason": None, "confidence": 0.52, "citations": [CITED_EXAMPLE],
