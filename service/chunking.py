@@ -178,3 +178,22 @@ def _windows(
         # Only repeat sentences if the next window can still make progress.
         i = j - back if back > 0 and sum(u[2] for u in units[j - back : j]) < budget // 2 else j
     return out
+
+
+def window_hosts(chunks: Sequence[Chunk]) -> list[int | None]:
+    """For each chunk, the position of the first longer chunk of its paragraph that contains it (a
+    sentence's window), or None (a window, or a paragraph's only chunk). Sentence vectors can be
+    pooled from their window's model run: see ``service.embedding.PassageEncoder``."""
+    by_paragraph: dict[int, list[int]] = {}
+    for i, c in enumerate(chunks):
+        by_paragraph.setdefault(c.paragraph, []).append(i)
+    hosts: list[int | None] = [None] * len(chunks)
+    for members in by_paragraph.values():
+        if len(members) < 2:
+            continue
+        for i in members:
+            c = chunks[i]
+            hosts[i] = next((j for j in members
+                             if chunks[j].char_start <= c.char_start and c.char_end <= chunks[j].char_end
+                             and chunks[j].char_end - chunks[j].char_start > c.char_end - c.char_start), None)
+    return hosts
