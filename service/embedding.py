@@ -1,7 +1,12 @@
 """Embedding models: one interface, two implementations over the same weights.
 
-* ``TorchEmbedder`` runs sentence-transformers (bf16 autocast where the CPU supports it) and is used
-  to ingest documents. Importing it costs seconds, so nothing imports it at query time.
+* ``PassageEncoder`` ingests documents (``ASK_PASSAGE_ENCODER``, default int8): the transformer
+  alone exported to ONNX (output: token embeddings), int8 weights by default. One run per window
+  gives the window's vector and, pooled over their word-pieces, its sentences' vectors. No torch
+  import once the graph is exported (once per machine, into the cache folder).
+* ``TorchEmbedder`` runs sentence-transformers (bf16 autocast where the CPU supports it): the
+  ``torch`` passage encoder, the exporter of both graphs and the Dask workers' model. Importing
+  it costs seconds, so nothing imports it at query time.
 * ``OnnxEmbedder`` runs the same transformer exported to ONNX, with the ``tokenizers`` library. It
   starts in a fraction of a second and serves queries. The export is made once per model (by the
   indexer, which has torch loaded anyway) and stored next to the index. The exported graph also
@@ -11,7 +16,9 @@
   9 ms query on 2 cores: one thread pool wakes and spins, not two in turn. Embedding alone feeds a
   one-row matrix.
 
-Both produce L2-normalised float32 vectors; a test checks that they agree to cosine >= 0.9999.
+All produce L2-normalised float32 vectors; tests check that torch, the query graph and the fp32
+passage graph agree to cosine >= 0.9999, and that int8 passages stay close to fp32 and rank the
+same passages first for fp32 queries.
 """
 
 from __future__ import annotations
@@ -411,6 +418,7 @@ def passage_path_for(folder: Path, info: ModelInfo, precision: str) -> Path:
 
 
 Span = tuple[int, int]  # (start, end) character offsets
+Pool = tuple[Span, ...]  # the spans whose word-pieces one pooled vector averages
 
 
 class PassageEncoder:
@@ -438,15 +446,16 @@ class PassageEncoder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_pooled(texts, [[] for _ in texts])[0]
 
-    def embed_pooled(self, texts: Sequence[str], spans: Sequence[Sequence[Span]]
+    def embed_pooled(self, texts: Sequence[str], pools: Sequence[Sequence[Pool]], special: bool = False
                      ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """(one L2-normalised vector per text, and per text one per span of ``spans[i]``). A span
-        (character offsets into its text) pools the word-pieces that overlap it, special tokens
-        excluded; a span with no word-piece left after truncation to the model's length gets a row
-        of NaN (the caller embeds it on its own)."""
+        """(one L2-normalised vector per text, and per text one per pool of ``pools[i]``). A pool
+        averages the word-pieces that overlap any of its spans (character offsets into its text),
+        and with ``special`` the text's [CLS] and [SEP] too, as the whole text's mean does; a pool
+        with no word-piece left after truncation to the model's length gets a row of NaN (the
+        caller embeds it on its own)."""
         dim = self.info.dim
         vectors = np.zeros((len(texts), dim), np.float32)
-        pooled = [np.zeros((len(s), dim), np.float32) for s in spans]
+        pooled = [np.zeros((len(p), dim), np.float32) for p in pools]
         if not texts:
             return vectors, pooled
         encs = self.tokenizer.encode_batch(list(texts))
@@ -464,20 +473,25 @@ class PassageEncoder:
             mask = feed["attention_mask"].astype(np.float32)
             vectors[run] = np.einsum("bld,bl->bd", tokens, mask) / mask.sum(1, keepdims=True)
             for row, i in enumerate(run):
-                if spans[i]:
-                    pooled[i][:] = _pool_spans(tokens[row], encs[i].offsets, encs[i].special_tokens_mask, spans[i])
+                if pools[i]:
+                    e = encs[i]
+                    pooled[i][:] = _pool_spans(tokens[row], e.offsets, e.special_tokens_mask, pools[i], special)
         return _normalize(vectors), [_normalize(p) if len(p) else p for p in pooled]
 
 
-def _pool_spans(tokens: np.ndarray, offsets: Sequence[Span], special: Sequence[int], spans: Sequence[Span]
-                ) -> np.ndarray:
-    """Mean token embedding over each character span (NaN where no word-piece falls in it)."""
+def _pool_spans(tokens: np.ndarray, offsets: Sequence[Span], special_mask: Sequence[int], pools: Sequence[Pool],
+                special: bool) -> np.ndarray:
+    """Mean token embedding over each pool (NaN where no regular word-piece falls in it)."""
     starts = np.array([a for a, _b in offsets])
     ends = np.array([b for _a, b in offsets])
-    regular = np.array(special) == 0
-    weights = np.zeros((len(spans), len(offsets)), np.float32)
-    for k, (a, b) in enumerate(spans):
-        weights[k] = regular & (starts < b) & (ends > a)
+    is_special = np.array(special_mask) == 1
+    weights = np.zeros((len(pools), len(offsets)), np.float32)
+    for k, pool in enumerate(pools):
+        for a, b in pool:
+            weights[k] = np.maximum(weights[k], ~is_special & (starts < b) & (ends > a))
     counts = weights.sum(1, keepdims=True)
+    if special:
+        weights[:, is_special] = 1.0
+        counts = np.where(counts > 0, weights.sum(1, keepdims=True), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (weights @ tokens[: len(offsets)]) / counts

@@ -29,7 +29,7 @@ from .embedding import (
     Embedder,
     ModelInfo,
     PassageEncoder,
-    Span,
+    Pool,
     TorchEmbedder,
     WordPieces,
     model_info,
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 CHUNKER_VERSION = 2  # 2: sentences of split paragraphs are chunks too
 FLUSH_TEXTS = 256  # chunks gathered across documents before one embedding call
+POOL_TITLE = os.environ.get("ASK_EXP_POOL_TITLE", "1") == "1"
+POOL_SPECIAL_TOKENS = os.environ.get("ASK_EXP_POOL_SPECIAL", "1") == "1"
 
 
 @dataclass
@@ -115,10 +117,12 @@ class Indexer:
     # -- model ------------------------------------------------------------------------------
     @property
     def embedder(self) -> Embedder:
-        """The passage encoder the settings name (``ASK_PASSAGE_ENCODER``), unless one was given."""
+        """The passage encoder the settings name (``ASK_PASSAGE_ENCODER``), unless one was given.
+        With ``ASK_DASK`` it is sentence-transformers whatever the setting, as on the workers, so
+        that API writes and local runs add vectors of the index's kind."""
         if self._embedder is None:
             s = self.settings
-            if s.passage_encoder == "torch":
+            if s.passage_encoder == "torch" or s.dask:
                 self._embedder = TorchEmbedder(self.info, s.bf16, s.embed_batch_size)
             else:
                 precision = "int8" if s.passage_encoder == "onnx-int8" else "fp32"
@@ -146,8 +150,9 @@ class Indexer:
             pooled = s.sentence_vectors == "pooled" and isinstance(given, PassageEncoder)
             precision = "int8" if getattr(given, "precision", "") == "int8" else "float"
         else:
-            pooled = s.sentence_vectors == "pooled" and s.passage_encoder != "torch"
-            precision = "int8" if s.passage_encoder == "onnx-int8" else "float"
+            torch = s.passage_encoder == "torch" or bool(s.dask)
+            pooled = s.sentence_vectors == "pooled" and not torch
+            precision = "int8" if s.passage_encoder == "onnx-int8" and not torch else "float"
         return {"sentence_vectors": "pooled" if pooled and s.sentence_chunks else "separate", "precision": precision}
 
     def ensure_query_encoder(self) -> None:
@@ -314,14 +319,14 @@ class Indexer:
             # an intermediate commit never loses a document that is still in the folder.
             replace_all, first_deletes = rebuild, list(report.deleted)
             done: list[DocumentUpsert] = []
-            pending: list[tuple[Document, list[Chunk], list[str], list[tuple[int, Span] | None]]] = []
+            pending: list[tuple[Document, list[Chunk], list[str], list[tuple[int, Pool] | None]]] = []
             bar = self._progress_bar(len(todo))
             bar_started = time.monotonic()
 
             def flush() -> None:
                 # One encode call over many documents: the model sorts by length and batches well.
                 texts: list[str] = []
-                hosts: list[tuple[int, Span] | None] = []
+                hosts: list[tuple[int, Pool] | None] = []
                 for _doc, _chunks, ts, hs in pending:
                     hosts += [None if h is None else (len(texts) + h[0], h[1]) for h in hs]
                     texts += ts
@@ -392,12 +397,12 @@ class Indexer:
     def _title(self, title: str) -> str:
         return self.pieces.truncate(title, self.settings.title_tokens)
 
-    def _embed(self, texts: list[str], hosts: Sequence[tuple[int, Span] | None], cache: EmbeddingCache
+    def _embed(self, texts: list[str], hosts: Sequence[tuple[int, Pool] | None], cache: EmbeddingCache
                ) -> np.ndarray:
         """Vectors of ``texts``; ``hosts[i]`` (position j, span): text i's vector is pooled over that
         character span of text j's model run. Each distinct text runs once; what the cache holds
         (keyed by the text, or by the host text and span) is not computed again."""
-        keys = [texts[i] if h is None else f"{texts[h[0]]}\0{h[1][0]}:{h[1][1]}" for i, h in enumerate(hosts)]
+        keys = [texts[i] if h is None else _pool_key(texts[h[0]], h[1]) for i, h in enumerate(hosts)]
         out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
         cached = cache.get_many(keys)
         for i, vec in cached.items():
@@ -405,7 +410,7 @@ class Indexer:
         missing = [i for i in range(len(texts)) if i not in cached]
         if not missing:
             return out
-        runs: dict[str, set[Span]] = {}  # distinct texts to run, with the spans to pool from each
+        runs: dict[str, set[Pool]] = {}  # distinct texts to run, with the spans to pool from each
         for i in missing:
             h = hosts[i]
             if h is None:
@@ -417,9 +422,9 @@ class Indexer:
         embedder = self.embedder
         if isinstance(embedder, PassageEncoder):
             spans = [sorted(runs[t]) for t in run_texts]
-            vectors, pooled = embedder.embed_pooled(run_texts, spans)
+            vectors, pooled = embedder.embed_pooled(run_texts, spans, special=POOL_SPECIAL_TOKENS)
             for t, ss, pv in zip(run_texts, spans, pooled, strict=True):
-                found.update((f"{t}\0{a}:{b}", v) for (a, b), v in zip(ss, pv, strict=True))
+                found.update((_pool_key(t, pool), v) for pool, v in zip(ss, pv, strict=True))
         else:
             vectors = embedder.embed(run_texts)
         found.update(zip(run_texts, vectors, strict=True))
@@ -435,15 +440,26 @@ class Indexer:
         return out
 
 
-def _pool_hosts(chunks: Sequence[Chunk], texts: Sequence[str]) -> list[tuple[int, Span] | None]:
-    """For each chunk inside a window (a sentence), (the window's position, the sentence's character
-    span in the window's embedded text); None for the others."""
-    out: list[tuple[int, Span] | None] = []
+def _pool_key(text: str, pool: Pool) -> str:
+    """The embedding cache's key of a pooled vector: the text that ran, and the spans pooled."""
+    return text + "".join(f"\0{a}:{b}" for a, b in pool) + ("\0special" if POOL_SPECIAL_TOKENS else "")
+
+
+def _pool_hosts(chunks: Sequence[Chunk], texts: Sequence[str]) -> list[tuple[int, Pool] | None]:
+    """For each chunk inside a window (a sentence), (the window's position, the character spans in
+    the window's embedded text to pool: the sentence's, and with ``POOL_TITLE`` the title line's,
+    as the sentence's own embedded text would have had it); None for the others."""
+    out: list[tuple[int, Pool] | None] = []
     for c, host in zip(chunks, window_hosts(chunks), strict=True):
         if host is None:
             out.append(None)
             continue
         w = chunks[host]
         at = texts[host].rfind(w.text)  # the window's own text sits after any title line
-        out.append(None if at < 0 else (host, (at + c.char_start - w.char_start, at + c.char_end - w.char_start)))
+        if at < 0:
+            out.append(None)
+            continue
+        sentence = (at + c.char_start - w.char_start, at + c.char_end - w.char_start)
+        title = (0, at - 1) if POOL_TITLE and at > 1 else None
+        out.append((host, (title, sentence) if title else (sentence,)))
     return out

@@ -21,7 +21,7 @@ from service.embedding import (
     model_info,
     onnx_path_for,
 )
-from service.indexer import Indexer, _pool_hosts, embed_text
+from service.indexer import POOL_SPECIAL_TOKENS, Indexer, _pool_hosts, _pool_key, embed_text
 
 from .conftest import SEEDS, FakeEmbedder, write
 
@@ -47,8 +47,11 @@ def test_pool_hosts_give_each_sentence_its_span_in_the_windows_embedded_text() -
     assert any(h is not None for h in hosts)
     for c, h in zip(chunks, hosts, strict=True):
         if h is not None:
-            host, (a, b) = h
+            host, pool = h
+            a, b = pool[-1]
             assert texts[host][a:b] == c.text and texts[host].startswith("Title\n")
+            if len(pool) == 2:  # the title line's span comes first
+                assert texts[host][pool[0][0] : pool[0][1]] == "Title"
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +92,7 @@ def test_pooled_span_is_the_mean_of_its_word_pieces(encoders: dict[str, PassageE
     enc = encoders["fp32"]
     text = "Police met in Minsk. They agreed to share data on fraud."
     a = text.index("They")
-    vectors, pooled = enc.embed_pooled([text], [[(a, len(text)), (0, 5)]])
+    vectors, pooled = enc.embed_pooled([text], [[((a, len(text)),), ((0, 5), (a, a + 4))]])
     tokens = enc.tokenizer.encode(text)
     feed = {"input_ids": np.array([tokens.ids]), "attention_mask": np.ones((1, len(tokens.ids)), np.int64),
             "token_type_ids": np.array([tokens.type_ids])}
@@ -100,8 +103,17 @@ def test_pooled_span_is_the_mean_of_its_word_pieces(encoders: dict[str, PassageE
     np.testing.assert_allclose(pooled[0][0], expected, atol=1e-5)
     whole = hidden[0].mean(0)
     np.testing.assert_allclose(vectors[0], whole / np.linalg.norm(whole), atol=1e-5)
+    # a pool of two spans: the word-pieces of both; with special tokens: [CLS] and [SEP] too
+    rows2 = [i for i, (s, e) in enumerate(tokens.offsets)
+             if tokens.special_tokens_mask[i] == 0 and ((s < 5 and e > 0) or (s < a + 4 and e > a))]
+    two = hidden[0, rows2].mean(0)
+    np.testing.assert_allclose(pooled[0][1], two / np.linalg.norm(two), atol=1e-5)
+    _, with_special = enc.embed_pooled([text], [[((a, len(text)),)]], special=True)
+    specials = [i for i in range(len(tokens.ids)) if tokens.special_tokens_mask[i] == 1]
+    both = hidden[0, rows + specials].mean(0)
+    np.testing.assert_allclose(with_special[0][0], both / np.linalg.norm(both), atol=1e-5)
     # the same sentence pooled in another window is another vector: it keeps its context
-    _, alone = enc.embed_pooled([text[a:]], [[(0, len(text) - a)]])
+    _, alone = enc.embed_pooled([text[a:]], [[((0, len(text) - a),)]])
     assert 0.8 < float(pooled[0][0] @ alone[0][0]) < 0.99999
 
 
@@ -147,7 +159,7 @@ def test_pooled_index_vectors_come_from_the_windows_runs(tmp_path: Path) -> None
         if h is None:
             expected = encoder.embed([texts[first.index(row)]])[0]
         else:
-            expected = encoder.embed_pooled([texts[h[0]]], [[h[1]]])[1][0][0]
+            expected = encoder.embed_pooled([texts[h[0]]], [[h[1]]], special=POOL_SPECIAL_TOKENS)[1][0][0]
         assert float(expected @ vectors[row]) > 0.9999
 
     # nothing changed: no model work; one changed file: only its chunks
@@ -174,6 +186,8 @@ def test_vector_kind_change_reembeds_every_document(tmp_path: Path) -> None:
     assert indexer._vectors() == {"sentence_vectors": "separate", "precision": "int8"}
     torch_side = settings.model_copy(update={"passage_encoder": "torch"})
     assert Indexer(torch_side, progress=False)._vectors() == {"sentence_vectors": "separate", "precision": "float"}
+    dask = settings.model_copy(update={"dask": "tcp://127.0.0.1:1"})  # workers run sentence-transformers
+    assert Indexer(dask, progress=False)._vectors() == {"sentence_vectors": "separate", "precision": "float"}
 
 
 @pytest.mark.model
@@ -186,11 +200,11 @@ def test_embedding_cache_keys_a_pooled_sentence_by_its_window(tmp_path: Path,
     cache = EmbeddingCache(tmp_path / "cache.sqlite", "k", 384)
     texts = ["Prices rose. Banks lent more.", "Prices rose. Rain fell all week.", "Prices rose.", "Prices rose.",
              "Prices rose. Banks lent more."]
-    hosts = [None, None, (0, (0, 12)), (1, (0, 12)), None]
+    hosts = [None, None, (0, ((0, 12),)), (1, ((0, 12),)), None]
     out = indexer._embed(texts, hosts, cache)
     assert float(out[2] @ out[3]) < 0.9999  # context differs
     np.testing.assert_allclose(out[0], out[4])
-    assert len(cache.get_many(["Prices rose. Banks lent more.\x000:12", "Prices rose. Rain fell all week.\x000:12"])) == 2
+    assert len(cache.get_many([_pool_key(texts[0], ((0, 12),)), _pool_key(texts[1], ((0, 12),))])) == 2
     np.testing.assert_allclose(indexer._embed(texts, hosts, cache), out)  # all from the cache now
     cache.close()
 
@@ -201,7 +215,30 @@ def test_an_encoder_that_cannot_pool_embeds_sentences_alone(tmp_path: Path) -> N
     indexer = Indexer(settings, embedder=fake, progress=False)
     cache = EmbeddingCache(tmp_path / "cache.sqlite", "k", fake.info.dim)
     texts = ["A b. C d.", "A b. C d.", "A b."]
-    out = indexer._embed(texts, [None, None, (0, (0, 4))], cache)
+    out = indexer._embed(texts, [None, None, (0, ((0, 4),))], cache)
     assert fake.texts == 2  # the window once, the sentence alone
     np.testing.assert_allclose(out[2], fake.embed(["A b."])[0])
     cache.close()
+
+
+@pytest.mark.model
+def test_ingest_with_exported_graphs_does_not_import_torch(tmp_path: Path, seed_settings: Settings) -> None:
+    """Once a machine has the ONNX graphs (the seed index's run exported them), index runs load
+    neither torch nor sentence-transformers."""
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "seeds"
+    shutil.copytree(SEEDS, corpus)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from service.config import Settings\n"
+        "from service.indexer import Indexer\n"
+        f"s = Settings(corpus=Path({str(corpus)!r}), index=Path({str(tmp_path / 'index')!r}), "
+        f"cache_dir=Path({str(seed_settings.cache_dir)!r}))\n"
+        "r = Indexer(s, progress=False).sync()\n"
+        "print(r.chunks_embedded, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) > 200 and out[1:] == ["False", "False"]
