@@ -46,9 +46,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNKER_VERSION = 2  # 2: sentences of split paragraphs are chunks too
-FLUSH_TEXTS = 256  # chunks gathered across documents before one embedding call
-POOL_TITLE = os.environ.get("ASK_EXP_POOL_TITLE", "1") == "1"
-POOL_SPECIAL_TOKENS = os.environ.get("ASK_EXP_POOL_SPECIAL", "1") == "1"
+FLUSH_TEXTS = 256  # model runs gathered across documents before one embedding call
+# A pooled sentence vector averages the title line's word-pieces and [CLS]/[SEP] with the sentence's,
+# as the sentence's own run ("title\nsentence") would. On SQuAD (weighted fusion) hit@1 0.8318 with
+# them, 0.8337 with the sentence's word-pieces alone: the same within noise (95% interval ±0.007).
+POOL_TITLE = True
+POOL_SPECIAL_TOKENS = True
 
 
 @dataclass
@@ -361,7 +364,8 @@ class Indexer:
                 title = self._title(doc.title)
                 texts = [embed_text(title, c.text, c.paragraph, self.settings.embed_title) for c in chunks]
                 pending.append((doc, chunks, texts, _pool_hosts(chunks, texts) if pooled else [None] * len(chunks)))
-                if sum(len(p[2]) for p in pending) >= FLUSH_TEXTS or position == len(todo):
+                runs = sum(h is None for p in pending for h in p[3])  # pooled sentences cost no run
+                if runs >= FLUSH_TEXTS or position == len(todo):
                     flush()
                     if time.monotonic() - last_commit > self.settings.checkpoint_seconds and position < len(todo):
                         commit()
