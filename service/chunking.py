@@ -11,7 +11,7 @@ two kinds of chunk, both embedded and BM25-indexed:
   one, as its own chunk. A question usually matches one sentence; a sentence-sized chunk matches
   it more sharply than a window that dilutes it with its neighbours (on SQuAD, dense paragraph
   hit@1 rises from 0.61 to 0.72 with them). The retriever shows the window that contains the
-  matching sentence. By default a sentence costs no model run of its own: its vector is pooled
+  matching sentence. With an ONNX passage encoder a sentence costs no model run of its own: its vector is pooled
   from the run of the first window holding it (``window_hosts``; ``ASK_SENTENCE_VECTORS``).
 
 Chunks of a paragraph are in text order (by start, the longer first), so a window comes right

@@ -1,6 +1,6 @@
 """Embedding models: one interface, two implementations over the same weights.
 
-* ``PassageEncoder`` ingests documents (``ASK_PASSAGE_ENCODER``, default int8): the transformer
+* ``PassageEncoder`` ingests documents with ``ASK_PASSAGE_ENCODER=onnx-int8`` or ``onnx``: the transformer
   alone exported to ONNX (output: token embeddings), int8 weights by default. One run per window
   gives the window's vector and, pooled over their word-pieces, its sentences' vectors. No torch
   import once the graph is exported (once per machine, into the cache folder).

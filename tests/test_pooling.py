@@ -178,9 +178,18 @@ def test_vector_kind_change_reembeds_every_document(tmp_path: Path) -> None:
     write(settings.corpus, "a.txt", "Alpha\n\nOne sentence here. Another one there. A third one too.\n")
     write(settings.corpus, "b.txt", "Beta\n\nJust one line.\n")
     Indexer(settings, embedder=FakeEmbedder(), progress=False).sync()
+    assert Indexer(settings, progress=False)._vectors() == {"sentence_vectors": "separate", "precision": "float"}
     assert store.open_snapshot(settings.index).meta.chunking["sentence_vectors"] == "separate"
     again = Indexer(settings, embedder=FakeEmbedder(), progress=False).sync()
     assert again.chunks_embedded == 0
+
+    class Int8Fake(FakeEmbedder):
+        precision = "int8"
+
+    changed = Indexer(settings, embedder=Int8Fake(), progress=False).sync()
+    assert sorted(changed.changed) == ["corpus/a.txt", "corpus/b.txt"] and changed.unchanged == 0
+    assert changed.chunks_embedded == changed.chunks_total
+    assert store.open_snapshot(settings.index).meta.chunking["precision"] == "int8"
     other = settings.model_copy(update={"sentence_vectors": "separate", "passage_encoder": "onnx-int8"})
     indexer = Indexer(other, progress=False)
     assert indexer._vectors() == {"sentence_vectors": "separate", "precision": "int8"}
@@ -222,21 +231,24 @@ def test_an_encoder_that_cannot_pool_embeds_sentences_alone(tmp_path: Path) -> N
 
 
 @pytest.mark.model
-def test_ingest_with_exported_graphs_does_not_import_torch(tmp_path: Path, seed_settings: Settings) -> None:
-    """Once a machine has the ONNX graphs (the seed index's run exported them), index runs load
-    neither torch nor sentence-transformers."""
+def test_ingest_with_exported_graphs_does_not_import_torch(tmp_path: Path) -> None:
+    """Once a machine has the ONNX graphs (the first run exports them), int8 index runs load neither
+    torch nor sentence-transformers."""
     import subprocess
     import sys
 
     corpus = tmp_path / "seeds"
     shutil.copytree(SEEDS, corpus)
+    first = Settings(corpus=corpus, index=tmp_path / "first", cache_dir=tmp_path / "cache",
+                     passage_encoder="onnx-int8")
+    Indexer(first, progress=False).sync()
     code = (
         "import sys\n"
         "from pathlib import Path\n"
         "from service.config import Settings\n"
         "from service.indexer import Indexer\n"
         f"s = Settings(corpus=Path({str(corpus)!r}), index=Path({str(tmp_path / 'index')!r}), "
-        f"cache_dir=Path({str(seed_settings.cache_dir)!r}))\n"
+        f"cache_dir=Path({str(tmp_path / 'cache')!r}), passage_encoder='onnx-int8')\n"
         "r = Indexer(s, progress=False).sync()\n"
         "print(r.chunks_embedded, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
     )
