@@ -201,7 +201,9 @@ class Engine:
             with DaskEmbedder.from_settings(self.settings.dask, self.settings) as embedder:
                 return Indexer(self.settings, self.index_dir, embedder=embedder, on_commit=on_commit).sync(
                     corpus, rebuild=rebuild)
-        return Indexer(self.settings, self.index_dir, embedder=self._passage_embedder, on_commit=on_commit).sync(
+        torch = self.settings.passage_encoder == "torch"  # the float query graph, if loaded, embeds as torch does
+        passages = self._passage_embedder or (self._embedder if torch else None)
+        return Indexer(self.settings, self.index_dir, embedder=passages, on_commit=on_commit).sync(
             corpus, rebuild=rebuild)
 
     def load(self) -> None:
