@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     )
     passage_encoder: Literal["onnx-int8", "onnx", "torch"] = Field(
         "torch", description="Ingest encoder: sentence-transformers (bf16 per ASK_BF16), onnxruntime with int8 "
-                             "weights (2.4x faster ingest with pooled sentences, same quality), or onnxruntime "
-                             "in float32."
+                             "weights (2.4x faster ingest with pooled sentences; SciFact nDCG@10 0.726 vs 0.735), "
+                             "or onnxruntime in float32."
     )
     sentence_vectors: Literal["pooled", "separate"] = Field(
         "pooled", description="A sentence chunk's vector: pooled from its window's model run (no extra run; "
