@@ -13,8 +13,10 @@ Sections:
            index of about 100k chunks (SciFact + SQuAD + a second copy of some SciFact abstracts).
 * concurrency — 16 concurrent clients for a fixed time: requests/s, p50/p99, errors; server RSS;
            baseline: 16 threads calling the same raw components in one process.
-* ingest — chunks embedded per second by `Indexer.sync` vs raw `model.encode` on the same texts
-           (same bf16 setting), and bf16 vs fp32 raw encode.
+* ingest — a full index run over SciFact files (all, or the first --ingest-docs): seconds, docs/s,
+           chunks/s, beside the bare ONNX session on the texts it runs; then the default
+           (torch, each sentence its own run) and its bare `model.encode` (--no-previous skips it);
+           and `python -m service index` over seeds/ in a new process, first and later runs.
 * scale  — vector search at SciFact size, 100k real chunks and 1M synthetic + 100k real: build and
            load time, memory (anonymous and file-backed) and bytes per chunk, p50/p99 per query,
            recall@10 against exact search; FAISS's own exact index (IndexFlatIP) as the baseline.
@@ -370,65 +372,130 @@ def bench_concurrency(server: Server, index: Path, queries: list[str], clients: 
     }
 
 
-def bench_ingest(n_docs: int) -> dict[str, Any]:
-    """Pipeline chunks/s vs raw model.encode chunks/s on exactly the texts the pipeline embeds."""
+def _subset(n_docs: int) -> Path:
+    """The first ``n_docs`` SciFact files (all of them for 0) in a folder of their own."""
     import shutil
 
+    files = sorted(datasets.scifact().corpus.iterdir())
+    subset = CACHE / "ingest-corpus" / f"scifact-{n_docs or len(files)}"
+    if not subset.exists():
+        tmp = subset.with_name(subset.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for path in files[: n_docs or None]:
+            shutil.copyfile(path, tmp / path.name)
+        tmp.rename(subset)
+    return subset
+
+
+def _timed_sync(settings: Settings, corpus: Path, index: Path) -> dict[str, Any]:
+    """A full index run of ``corpus`` with ``settings`` into a new folder (its encoder loaded and its
+    graphs exported outside the timed part, as on any run after the first on a machine)."""
+    import shutil
+
+    from service.indexer import Indexer
+
+    shutil.rmtree(index, ignore_errors=True)
+    indexer = Indexer(settings.model_copy(update={"index": index, "checkpoint_seconds": 1e9}), index,
+                      progress=False)
+    indexer.embedder.embed(["warm up the model"] * 8)
+    indexer.ensure_query_encoder()
+    load = os.getloadavg()[0]
+    t = time.perf_counter()
+    report = indexer.sync(corpus, rebuild=True)
+    seconds = time.perf_counter() - t
+    return {"seconds": round(seconds, 2), "documents": report.documents_total, "chunks": report.chunks_embedded,
+            "docs_per_s": round(report.documents_total / seconds, 2), "chunks_per_s": round(report.chunks_embedded / seconds, 1),
+            "load_average": round(load, 2), "indexer": indexer}
+
+
+def _raw_onnx(encoder: Any, texts: Sequence[str]) -> float:
+    """Seconds of the bare ONNX session over ``texts`` (tokenize, sort by length, batches of 32
+    padded to their longest, run): the model's own cost, nothing of the pipeline around it."""
+    from service.embedding import WordPieces
+
+    t = time.perf_counter()
+    encoded = sorted(((e.ids, e.type_ids) for e in encoder.tokenizer.encode_batch(list(texts))), key=lambda e: len(e[0]))
+    for i in range(0, len(encoded), 32):
+        encoder.session.run(["tokens"], WordPieces.pad(encoded[i : i + 32]))
+    return time.perf_counter() - t
+
+
+def bench_ingest(n_docs: int, compare_old: bool = True) -> dict[str, Any]:
+    """Index runs over the first ``n_docs`` SciFact files: the int8 ONNX pipeline (one run per
+    window, sentence vectors pooled from it) against, in the same run, the bare ONNX session on the
+    distinct texts it runs, and (``compare_old``) the default (sentence-transformers, each sentence
+    its own run) with its bare ``model.encode`` on its texts."""
     import torch
 
-    from service.corpus import load_document, source_name
-    from service.embedding import TorchEmbedder, cpu_supports_bf16, model_info
-    from service.indexer import Indexer, embed_text
+    from service.embedding import PassageEncoder, cpu_supports_bf16
+    from service.indexer import embed_text
 
-    data = datasets.scifact()
-    subset = CACHE / "ingest-corpus" / "scifact"
-    if subset.exists():
-        shutil.rmtree(subset)
-    subset.mkdir(parents=True)
-    for path in sorted(data.corpus.iterdir())[:n_docs]:
-        shutil.copyfile(path, subset / path.name)
-    index = CACHE / "ingest-index"
-    shutil.rmtree(index, ignore_errors=True)
-    settings = Settings(corpus=subset, index=index)
-    info = model_info(settings.model)
-    embedder = TorchEmbedder(info, settings.bf16, settings.embed_batch_size)
-    embedder.embed(["warm up the model"] * 8)
-    indexer = Indexer(settings, embedder=embedder, progress=False)
-    indexer.ensure_query_encoder()  # export once, outside the timed run (cached per machine)
-    # the exact texts the pipeline embeds
-    texts: list[str] = []
-    for path in sorted(subset.iterdir()):
-        doc = load_document(path, source_name(subset, path), settings.max_file_bytes)
+    corpus = _subset(n_docs)
+    settings = Settings(corpus=corpus, passage_encoder="onnx-int8", sentence_vectors="pooled")
+    out: dict[str, Any] = {"documents": len(list(corpus.iterdir())), "cpu_bf16": cpu_supports_bf16(),
+                           "passage_encoder": settings.passage_encoder, "sentence_vectors": settings.sentence_vectors}
+    new = _timed_sync(settings, corpus, CACHE / "ingest-index")
+    indexer = new.pop("indexer")
+    encoder = indexer.embedder
+    assert isinstance(encoder, PassageEncoder)
+    # the distinct texts the pipeline ran: every chunk that is not pooled from its window
+    from service.corpus import load_document, source_name
+    from service.indexer import _pool_hosts
+
+    runs: set[str] = set()
+    for path in sorted(corpus.iterdir()):
+        doc = load_document(path, source_name(corpus, path), settings.max_file_bytes)
         title = indexer._title(doc.title)
         chunks = indexer._chunk(doc)
-        texts += [embed_text(title, c.text, c.paragraph, settings.embed_title) for c in chunks]
-    model = embedder.model
-
-    def raw_encode(bf16: bool) -> float:
+        texts = [embed_text(title, c.text, c.paragraph, settings.embed_title) for c in chunks]
+        runs.update(t for t, h in zip(texts, _pool_hosts(chunks, texts), strict=True) if h is None)
+    raw_seconds = _raw_onnx(encoder, sorted(runs))
+    out["pipeline"] = new
+    out["raw_onnx"] = {"texts": len(runs), "seconds": round(raw_seconds, 2),
+                       "docs_per_s": round(new["documents"] / raw_seconds, 2),
+                       "chunks_per_s": round(new["chunks"] / raw_seconds, 1)}
+    out["pipeline_over_raw"] = round(raw_seconds / new["seconds"], 3)
+    log(f"ingest (new): {new} raw {out['raw_onnx']}")
+    if compare_old:
+        old_settings = settings.model_copy(update={"passage_encoder": "torch", "sentence_vectors": "separate"})
+        old = _timed_sync(old_settings, corpus, CACHE / "ingest-index-old")
+        old_indexer = old.pop("indexer")
+        texts_old: list[str] = []
+        for path in sorted(corpus.iterdir()):
+            doc = load_document(path, source_name(corpus, path), settings.max_file_bytes)
+            title = old_indexer._title(doc.title)
+            texts_old += [embed_text(title, c.text, c.paragraph, settings.embed_title) for c in old_indexer._chunk(doc)]
+        model = old_indexer.embedder.model
         t = time.perf_counter()
-        with torch.inference_mode():
-            if bf16:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    model.encode(texts, batch_size=settings.embed_batch_size, show_progress_bar=False)
-            else:
-                model.encode(texts, batch_size=settings.embed_batch_size, show_progress_bar=False)
-        return len(texts) / (time.perf_counter() - t)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=old_indexer.embedder.use_bf16):
+            model.encode(texts_old, batch_size=settings.embed_batch_size, show_progress_bar=False)
+        raw_old = time.perf_counter() - t
+        out["torch_separate"] = {**old, "raw_encode_seconds": round(raw_old, 2),
+                                   "raw_encode_chunks_per_s": round(len(texts_old) / raw_old, 1)}
+        out["int8_over_torch_time"] = round(new["seconds"] / old["seconds"], 3)
+        log(f"ingest (torch, separate): {out['torch_separate']}")
+    return out
 
-    use_bf16 = embedder.use_bf16
-    raw_rate = raw_encode(use_bf16)
-    t = time.perf_counter()
-    report = indexer.sync(subset, rebuild=True)
-    pipeline_seconds = time.perf_counter() - t
-    pipe_rate = report.chunks_embedded / pipeline_seconds
-    raw_rate_after = raw_encode(use_bf16)  # bracket the pipeline run: the machine drifts
-    raw_mean = (raw_rate + raw_rate_after) / 2
-    fp32_rate = raw_encode(False) if use_bf16 else raw_mean
-    return {
-        "documents": n_docs, "chunks": report.chunks_embedded, "bf16": use_bf16, "cpu_bf16": cpu_supports_bf16(),
-        "pipeline_seconds": round(pipeline_seconds, 2), "pipeline_chunks_per_s": round(pipe_rate, 1),
-        "raw_encode_chunks_per_s": round(raw_mean, 1), "pipeline_over_raw": round(pipe_rate / raw_mean, 3),
-        "raw_fp32_chunks_per_s": round(fp32_rate, 1), "bf16_over_fp32": round(raw_mean / fp32_rate, 2),
-    }
+
+def bench_seeds_ingest() -> dict[str, Any]:
+    """`python -m service index` over seeds/ in a new process: a fresh clone's first run (empty
+    model cache: the ONNX graphs are exported, torch imported for that) and a later one."""
+    import shutil
+    import tempfile
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "ASK_CACHE_DIR": str(Path(tmp) / "cache")}
+        for name in ("first", "later"):
+            index = Path(tmp) / "index"
+            shutil.rmtree(index, ignore_errors=True)
+            t = time.perf_counter()
+            subprocess.run([PY, "-m", "service", "index", "--corpus", str(PROJECT_ROOT / "seeds"), "--index", str(index)],
+                           check=True, env=env, capture_output=True, cwd=PROJECT_ROOT)
+            out[f"{name}_run_s"] = round(time.perf_counter() - t, 2)
+    out["documents"] = len(list((PROJECT_ROOT / "seeds").iterdir()))
+    return out
 
 
 def _real_vectors(index: Path) -> np.ndarray:
@@ -807,12 +874,22 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"| server RSS (SciFact index) | {c['server_rss_mib']} MiB (peak {c['server_peak_rss_mib']}) | | |")
     if "server_start_s" in r:
         lines.append(f"| server start (to first 200 on /health) | {r['server_start_s']:.2f} s | | |")
-    if "ingest" in r:
+    if "ingest" in r and "pipeline" in r["ingest"]:
         g = r["ingest"]
-        lines.append(f"| ingest ({g['chunks']} chunks, bf16={g['bf16']}) | {g['pipeline_chunks_per_s']} chunks/s | raw "
-                     f"model.encode {g['raw_encode_chunks_per_s']} chunks/s | {g['pipeline_over_raw']}× |")
-        lines.append(f"| raw encode bf16 vs fp32 | {g['raw_encode_chunks_per_s']} chunks/s | fp32 {g['raw_fp32_chunks_per_s']} "
-                     f"chunks/s | {g['bf16_over_fp32']}× |")
+        p, raw = g["pipeline"], g["raw_onnx"]
+        lines.append(f"| ingest, {p['documents']:,} SciFact files ({p['chunks']:,} chunks, {g['passage_encoder']}, "
+                     f"sentences {g['sentence_vectors']}) | {p['seconds']} s: {p['docs_per_s']} docs/s, "
+                     f"{p['chunks_per_s']} chunks/s | bare ONNX session on its {raw['texts']:,} runs {raw['seconds']} s "
+                     f"({raw['docs_per_s']} docs/s, {raw['chunks_per_s']} chunks/s) | {g['pipeline_over_raw']}× |")
+        if "torch_separate" in g:
+            o = g["torch_separate"]
+            lines.append(f"| ingest, the default (torch, separate sentence runs; {o['chunks']:,} chunks) | "
+                         f"{o['seconds']} s: {o['docs_per_s']} docs/s, {o['chunks_per_s']} chunks/s | raw model.encode "
+                         f"{o['raw_encode_seconds']} s | int8 pooled / default time {g['int8_over_torch_time']}× |")
+    if "seeds_ingest" in r:
+        g = r["seeds_ingest"]
+        lines.append(f"| `python -m service index` over seeds/ ({g['documents']} files, new process) | first run "
+                     f"{g['first_run_s']} s (exports the ONNX graphs), later runs {g['later_run_s']} s | | |")
     if "scale" in r:
         lines += ["", "| vectors | index | build | load | memory after load / after queries | on disk | bytes/chunk "
                   "| p50 / p99 | FAISS IndexFlatIP p50 (baseline) | recall@10 vs exact |",
@@ -831,10 +908,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller samples")
     parser.add_argument("--only", default=",".join(SECTIONS))
     parser.add_argument("--scale-sizes", default="scifact,100k,1m+100k")
+    parser.add_argument("--ingest-docs", type=int, default=None,
+                        help="ingest section: first N SciFact files (default all; 300 with --quick)")
+    parser.add_argument("--no-previous", action="store_true",
+                        help="ingest section: skip the default's run (torch, separate sentence runs)")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     quick = args.quick
-    index, queries = scifact_index()
+    index, queries = scifact_index() if only - {"ingest"} else (Path(), [])
     results: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "load_average_start": os.getloadavg()[0]},
                                "quick": quick}
     server = Server(index) if only & {"cold", "http", "concurrency"} else None
@@ -862,8 +943,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             server.stop()
     if "ingest" in only:
-        results["ingest"] = bench_ingest(300 if quick else 1500)
-        log(f"ingest: {results['ingest']}")
+        results["ingest"] = bench_ingest(args.ingest_docs if args.ingest_docs is not None else (300 if quick else 0),
+                                         compare_old=not args.no_previous)
+        results["seeds_ingest"] = bench_seeds_ingest()
+        log(f"ingest: {results['ingest']}; seeds: {results['seeds_ingest']}")
     if "scale" in only:
         sizes = [s for s in args.scale_sizes.split(",") if s and (not quick or s == "scifact")]
         results["scale"] = bench_scale(index, queries, sizes, 100 if quick else 300)

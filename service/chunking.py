@@ -11,7 +11,8 @@ two kinds of chunk, both embedded and BM25-indexed:
   one, as its own chunk. A question usually matches one sentence; a sentence-sized chunk matches
   it more sharply than a window that dilutes it with its neighbours (on SQuAD, dense paragraph
   hit@1 rises from 0.61 to 0.72 with them). The retriever shows the window that contains the
-  matching sentence.
+  matching sentence. With an ONNX passage encoder a sentence costs no model run of its own: its vector is pooled
+  from the run of the first window holding it (``window_hosts``; ``ASK_SENTENCE_VECTORS``).
 
 Chunks of a paragraph are in text order (by start, the longer first), so a window comes right
 before the sentences it begins with. Offsets are character positions in the document text, so
@@ -178,3 +179,22 @@ def _windows(
         # Only repeat sentences if the next window can still make progress.
         i = j - back if back > 0 and sum(u[2] for u in units[j - back : j]) < budget // 2 else j
     return out
+
+
+def window_hosts(chunks: Sequence[Chunk]) -> list[int | None]:
+    """For each chunk, the position of the first longer chunk of its paragraph that contains it (a
+    sentence's window), or None (a window, or a paragraph's only chunk). Sentence vectors can be
+    pooled from their window's model run: see ``service.embedding.PassageEncoder``."""
+    by_paragraph: dict[int, list[int]] = {}
+    for i, c in enumerate(chunks):
+        by_paragraph.setdefault(c.paragraph, []).append(i)
+    hosts: list[int | None] = [None] * len(chunks)
+    for members in by_paragraph.values():
+        if len(members) < 2:
+            continue
+        for i in members:
+            c = chunks[i]
+            hosts[i] = next((j for j in members
+                             if chunks[j].char_start <= c.char_start and c.char_end <= chunks[j].char_end
+                             and chunks[j].char_end - chunks[j].char_start > c.char_end - c.char_start), None)
+    return hosts

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     bf16: Literal["auto", "on", "off"] = Field(
         "auto", description="bf16 autocast for ingest; 'auto' uses it when the CPU has AMX/AVX512-BF16."
     )
+    passage_encoder: Literal["onnx-int8", "onnx", "torch"] = Field(
+        "torch", description="Ingest encoder: sentence-transformers (bf16 per ASK_BF16), onnxruntime with int8 "
+                             "weights (2.4x faster ingest with pooled sentences; SciFact nDCG@10 0.726 vs 0.735), "
+                             "or onnxruntime in float32."
+    )
+    sentence_vectors: Literal["pooled", "separate"] = Field(
+        "pooled", description="A sentence chunk's vector: pooled from its window's model run (no extra run; "
+                              "needs an onnx passage encoder) or embedded on its own."
+    )
     query_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="Query-time encoder: onnxruntime (fast start) or sentence-transformers."
     )

@@ -189,6 +189,9 @@ class Engine:
         self.index_dir = Path(index_dir or self.settings.index)
         self._store = store
         self._embedder = embedder
+        # the indexer embeds passages with this one when given, else with its own (ASK_PASSAGE_ENCODER),
+        # never with the query encoder: an index's vectors are all of one kind
+        self._passage_embedder = embedder
         self._info: ModelInfo | None = embedder.info if embedder else None
         self._live: _Live | None = None
         self._dense: DenseQueries | None = None
@@ -267,7 +270,9 @@ class Engine:
             with DaskEmbedder.from_settings(self.settings.dask, self.settings) as embedder:
                 return Indexer(self.settings, self.index_dir, embedder=embedder, on_commit=on_commit).sync(
                     corpus, rebuild=rebuild)
-        return Indexer(self.settings, self.index_dir, embedder=self._embedder, on_commit=on_commit).sync(
+        torch = self.settings.passage_encoder == "torch"  # the float query graph, if loaded, embeds as torch does
+        passages = self._passage_embedder or (self._embedder if torch else None)
+        return Indexer(self.settings, self.index_dir, embedder=passages, on_commit=on_commit).sync(
             corpus, rebuild=rebuild)
 
     def load(self) -> None:
@@ -433,7 +438,9 @@ class Engine:
         if self._writes is None:
             from .indexer import Indexer
 
-            embedder = self.embedder
+            # sentence-transformers' vectors are the float ONNX query graph's: that one serves writes
+            torch = self.settings.passage_encoder == "torch"
+            embedder = self._passage_embedder or (self.embedder if torch else None)
             with self._lock:
                 if self._writes is None:
                     self._writes = Indexer(self.settings, self.index_dir, embedder=embedder, progress=False)

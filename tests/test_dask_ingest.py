@@ -102,8 +102,9 @@ def test_dask_ingest_matches_single_process(tmp_path: Path, cluster_address: str
     shutil.copytree(SEEDS, corpus)
 
     def settings(index: str) -> Settings:
+        # workers run sentence-transformers, sentences separately: the local side does the same
         return Settings(corpus=corpus, index=tmp_path / index, cache_dir=tmp_path / "cache",
-                        checkpoint_seconds=3600)
+                        checkpoint_seconds=3600, passage_encoder="torch", sentence_vectors="separate")
 
     local_settings, dask_settings = settings("index-local"), settings("index-dask")
     threads = torch.get_num_threads()
