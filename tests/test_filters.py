@@ -157,7 +157,7 @@ def test_engine_refuses_bad_filters_naming_the_field(corpus_engine: tuple[Engine
     with pytest.raises(QueryError, match=r"^filter\.modified_after: "):
         engine.search("river", 3, {"modified_after": "soon"})
     with pytest.raises(QueryError, match=r"^filter\.type: "):
-        engine.ask("river", 3, {"type": ["docx"]})
+        engine.ask("river", 3, {"type": ["xlsx"]})
 
 
 def test_a_filter_nothing_matches_finds_nothing(corpus_engine: tuple[Engine, Settings]) -> None:
