@@ -139,7 +139,7 @@ def test_generate_without_a_model_is_refused_and_plain_ask_is_unchanged(plain: s
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
     assert "ASK_LLM_BASE_URL" in r.json()["error"]["message"]
     r = httpx.post(f"{plain}/v1/ask", json={"question": MYANMAR}, timeout=60)
-    assert r.status_code == 200 and set(r.json()) == {"question", "answer", "reason", "confidence", "citations"}
+    assert r.status_code == 200 and set(r.json()) == {"question", "answer", "reason", "confidence", "citations", "context"}
     assert r.json()["answer"] == seed_engine.ask(MYANMAR).answer
     r = httpx.post(f"{plain}/v1/ask", json={"question": MYANMAR, "generate": "yes"}, timeout=60)
     assert r.status_code == 422
