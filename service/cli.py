@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--watch", action="store_true",
-                   help="watch the index's corpus folder and index each batch of changes while serving")
+                   help="watch every collection's corpus folder and index each batch of changes while serving")
     p.set_defaults(func=run_serve)
     p = sub.add_parser("mcp", help="run the MCP server over stdio (for Claude Desktop, Cursor, …)")
     p.add_argument("--index", type=Path, default=None)

@@ -119,10 +119,11 @@ class DocumentText:
     paragraphs: list[ParagraphText]
     pages: int | None = None  # paged formats: the page count
     empty_pages: tuple[int, ...] = ()  # pages without text (scanned, no text layer): not indexed
+    published: str | None = None  # the publication date the page declares (HTML), if any
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "title": self.title, "sha256": self.sha256, "encoding": self.encoding,
-                "pages": self.pages, "empty_pages": list(self.empty_pages), "text": self.text, "paragraphs": [
+                "published": self.published, "pages": self.pages, "empty_pages": list(self.empty_pages), "text": self.text, "paragraphs": [
                     {"page": p.page, "paragraph": p.paragraph, "char_start": p.char_start, "char_end": p.char_end,
                      "text": p.text} for p in self.paragraphs]}
 
@@ -395,11 +396,12 @@ class Engine:
         paras = paragraphs(rec.text)
         if not is_paged(source, rec.text):
             return DocumentText(rec.source, rec.title, rec.sha256, rec.encoding, rec.text, [
-                ParagraphText(p.number, p.start, p.end, rec.text[p.start : p.end]) for p in paras])
+                ParagraphText(p.number, p.start, p.end, rec.text[p.start : p.end]) for p in paras],
+                published=rec.published)
         pages = page_map(rec.text)
         return DocumentText(rec.source, rec.title, rec.sha256, rec.encoding, rec.text, [
             ParagraphText(pages.place(p.number)[1], p.start, p.end, rec.text[p.start : p.end], pages.place(p.number)[0])
-            for p in paras], pages.pages, pages.empty_pages)
+            for p in paras], pages.pages, pages.empty_pages, rec.published)
 
     def _check_source(self, source: str, corpus: str) -> str:
         """A document id is its citation name, ``<corpus folder>/<relative path>``; nothing may escape.

@@ -390,7 +390,7 @@ class Indexer:
                 offset = 0
                 for doc, chunks, ts, _hs in pending:
                     rec = DocRecord(doc.source, doc.sha256, doc.encoding, doc.title, doc.text,
-                                    modified.get(doc.source, now))
+                                    modified.get(doc.source, now), doc.metadata.get("date"))
                     records = [ChunkRecord(0, c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text)
                                for c in chunks]
                     done.append(DocumentUpsert(rec, records, vectors[offset : offset + len(ts)], ts))

@@ -227,7 +227,8 @@ def build_server(engine: Engine) -> MCPServer:
             return FetchedDocument(
                 id=source, title=doc.title, text=text, url=_url(target, base, source, None),
                 metadata={"source": source, "paragraphs": len(paragraphs), "characters": len(doc.text),
-                          "sha256": doc.sha256, "encoding": doc.encoding, "pages": doc.pages,
+                          "sha256": doc.sha256, "encoding": doc.encoding, "published": doc.published,
+                          "pages": doc.pages,
                           "empty_pages": list(doc.empty_pages)},
             )
         found = [p for p in paragraphs if (p.page, p.paragraph) == (page, number)]

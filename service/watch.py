@@ -72,8 +72,10 @@ class FolderWatcher:
         corpus: Path | None = None,
         embedder: Callable[[], Embedder | None] | None = None,
         on_report: Callable[[IndexReport], None] | None = None,
+        name: str = "default",
     ) -> None:
         self.settings = settings
+        self.name = name  # the collection watched (thread names and logs)
         self.index_dir = Path(index_dir or settings.index).resolve()
         self._corpus = Path(corpus).resolve() if corpus is not None else None
         self._embedder = embedder
@@ -90,9 +92,23 @@ class FolderWatcher:
         """A watcher that indexes with a server's own engine settings and query encoder (as its API writes do)."""
         return cls(engine.settings, engine.index_dir, embedder=lambda: engine.embedder, on_report=on_report)
 
+    @classmethod
+    def for_collections(cls, engine: Engine, on_report: Callable[[IndexReport], None] | None = None
+                        ) -> list[FolderWatcher]:
+        """``serve --watch``: a watcher for every configured collection's folder (the default's first),
+        each syncing into its collection's index, all embedding with the server's one loaded encoder."""
+        from .collections import names
+
+        watchers = []
+        for name in names(engine.settings):
+            target = engine.collection(name)
+            watchers.append(cls(target.settings, target.index_dir, embedder=lambda: engine.embedder,
+                                on_report=on_report, name=name))
+        return watchers
+
     # -- life cycle ------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="ask-watch", daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"ask-watch-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> bool:

@@ -210,3 +210,32 @@ def test_cli_collection_settings(setup: tuple[Settings, Engine], monkeypatch: py
     assert chosen.collection == "papers" and chosen.corpus == settings.corpus.parent / "papers"
     assert chosen.index == Path(settings.index) / "collections" / "papers"
     assert cli.admin_main(["index", "--collection", "nope", "--json"]) == 1
+
+
+@pytest.mark.anyio
+async def test_publication_date_in_documents_and_mcp_fetch(server: str) -> None:
+    """An HTML page's declared date shows in the document list, the document and MCP fetch metadata."""
+    page = (b'<html><head><title>Tide gauges</title><meta property="article:published_time" '
+            b'content="2024-05-01T07:00:00+00:00"></head><body><article><h1>Tide gauges</h1>'
+            b"<p>The new tide gauges on the quay report the water level every minute to the harbour office.</p>"
+            b"<p>Fishermen read the levels on their phones before they leave the harbour at dawn.</p>"
+            b"</article></body></html>")
+    base = "/v1/collections/papers"
+    async with httpx.AsyncClient(base_url=server, timeout=60) as c:
+        assert (await c.put(f"{base}/documents/papers/news/tides.html", content=page)).status_code == 201
+        try:
+            docs = {d["source"]: d for d in (await c.get(f"{base}/documents")).json()["documents"]}
+            assert docs["papers/news/tides.html"]["published"] == "2024-05-01"
+            assert docs["papers/graphene.txt"]["published"] is None
+            got = (await c.get(f"{base}/documents/papers/news/tides.html")).json()
+            assert got["published"] == "2024-05-01" and got["title"] == "Tide gauges"
+            assert (await c.get(f"{base}/documents/papers/graphene.txt")).json()["published"] is None
+            async with streamable_http_client(f"{server}/mcp") as (read, write_), \
+                    ClientSession(read, write_) as session:
+                await session.initialize()
+                r = await session.call_tool("fetch", {"id": "papers/news/tides.html", "collection": "papers"})
+                assert not r.is_error and r.structured_content["metadata"]["published"] == "2024-05-01"
+                r = await session.call_tool("fetch", {"id": "papers/graphene.txt", "collection": "papers"})
+                assert not r.is_error and r.structured_content["metadata"]["published"] is None
+        finally:
+            assert (await c.delete(f"{base}/documents/papers/news/tides.html")).status_code == 200

@@ -230,6 +230,44 @@ def test_old_indexes_are_read_again_by_the_new_readers(settings: Settings, fake_
     assert again.unchanged == 3 and again.snapshot is None
 
 
+def test_an_index_without_publication_dates_reads_them_as_unknown_until_html_is_read_again(
+        settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    """A format-3 snapshot (before dates were kept, HTML reader 1) is read with dates unknown; the next
+    run reads its HTML files again (only those) and records their dates."""
+    import json
+    import sqlite3
+
+    from service.files import sha256_file
+    from service.store import local
+
+    write(settings.corpus, "news/seals.html", build_html())
+    write(settings.corpus, "notes.txt", "Notes\n\nThe keeper logs the weather at dawn.\n")
+    name = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus).snapshot
+    engine = Engine(settings, embedder=fake_embedder)
+    assert engine.document("corpus/news/seals.html").published == "2024-05-14"
+    folder = settings.index / str(name)
+    con = sqlite3.connect(folder / "meta.sqlite")
+    con.execute("ALTER TABLE documents DROP COLUMN published")
+    con.commit()
+    con.close()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format_version"] = 3
+    manifest["chunking"]["readers"].update({".html": 1, ".htm": 1})
+    meta = folder / "meta.sqlite"
+    manifest["files"]["meta.sqlite"] = {"size": meta.stat().st_size, "sha256": sha256_file(meta),
+                                        "edges": local._edges(meta)}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    old = Engine(settings, embedder=fake_embedder)
+    assert [d.published for d in old.documents()] == [None, None]
+    assert old.document("corpus/news/seals.html").as_dict()["published"] is None
+    assert old.search_cited("wardens counted seals", 1)[0].source == "corpus/news/seals.html"
+    report = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
+    assert report.changed == ["corpus/news/seals.html"] and report.unchanged == 1
+    assert json.loads((settings.index / str(report.snapshot) / "manifest.json").read_text())["format_version"] == 4
+    assert {d.source: d.published for d in Engine(settings, embedder=fake_embedder).documents()} == {
+        "corpus/news/seals.html": "2024-05-14", "corpus/notes.txt": None}
+
+
 def test_unchanged_files_are_not_read_again(mixed: Engine, settings: Settings, fake_embedder: FakeEmbedder,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-run hashes each file's bytes and extracts only those that changed (a PDF costs ms a page)."""

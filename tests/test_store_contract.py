@@ -344,6 +344,40 @@ def test_both_stores_filter_alike(tmp_path: Path, request: pytest.FixtureRequest
             assert local == pg, (spec, query)
 
 
+# -- publication dates (issue 16) ----------------------------------------------------------------------------
+def _page(date: str | None, words: str) -> bytes:
+    meta = f'<meta property="article:published_time" content="{date}T08:00:00+00:00">' if date else ""
+    return (f"<html><head><title>{words.title()}</title>{meta}</head><body><article><h1>{words.title()}</h1>"
+            f"<p>The {words} were discussed by the harbour committee at length on Tuesday evening.</p>"
+            f"<p>Members agreed that the {words} need a second survey before the summer season.</p>"
+            "</article></body></html>").encode()
+
+
+def test_publication_dates_are_kept_per_document(case: Case) -> None:
+    """An HTML page's declared date is stored with the document, listed, served, replaced and reopened;
+    a page without one and other formats read null."""
+    write(case.corpus, "news/seals.html", _page("2024-05-14", "seal counts"))
+    write(case.corpus, "news/undated.html", _page(None, "ferry timetables"))
+    case.indexer().sync()
+    engine = case.engine()
+    listed = {d.source: d.as_dict()["published"] for d in engine.documents()}
+    assert listed["seeds/news/seals.html"] == "2024-05-14"
+    assert listed["seeds/news/undated.html"] is None
+    assert all(v is None for s, v in listed.items() if not s.endswith(".html"))
+    assert engine.document("seeds/news/seals.html").as_dict()["published"] == "2024-05-14"
+    assert engine.document("seeds/news/undated.html").published is None
+    engine.put_document("seeds/news/gulls.html", _page("2023-11-02", "gull nests"))
+    engine.put_document("seeds/news/seals.html", _page("2024-06-01", "seal counts"))
+    engine.put_document("seeds/news/notes.txt", b"Notes\n\nPublished 2020-01-01, says the text, not the format.\n")
+    reopened = case.engine()  # a fresh reader of the stored state
+    listed = {d.source: d.published for d in reopened.documents()}
+    assert (listed["seeds/news/gulls.html"], listed["seeds/news/seals.html"], listed["seeds/news/notes.txt"]) \
+        == ("2023-11-02", "2024-06-01", None)
+    # a kept document keeps its date through the next write (of another document)
+    reopened.delete_document("seeds/news/undated.html")
+    assert {d.source: d.published for d in case.engine().documents()}["seeds/news/gulls.html"] == "2023-11-02"
+
+
 # -- collections (issue 16) ---------------------------------------------------------------------------------
 def test_collections_are_separate_indexes(case: Case) -> None:
     from service.collections import settings_for
@@ -395,7 +429,8 @@ def test_collections_are_separate_indexes(case: Case) -> None:
 
 
 def test_postgres_schema_1_is_migrated_to_record_modified_times(request: pytest.FixtureRequest) -> None:
-    """A database written before modified times (schema 1) gains the column; its documents read as unknown."""
+    """A database written before modified times and publication dates (schema 1) gains both columns; its
+    documents read them as unknown."""
     import psycopg
 
     from service.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStore
@@ -414,8 +449,10 @@ def test_postgres_schema_1_is_migrated_to_record_modified_times(request: pytest.
     db = PostgresStore(url)
     try:
         view = db.view()
-        assert SCHEMA_VERSION == 2 and view.modified_times() == {"seeds/a.txt": None}
-        assert [d.modified for d in view.documents()] == [None]
-        assert db.run(lambda c: c.execute("SELECT version FROM ask_schema").fetchone()) == (2,)
+        assert SCHEMA_VERSION == 3 and view.modified_times() == {"seeds/a.txt": None}
+        assert [(d.modified, d.published) for d in view.documents()] == [(None, None)]
+        doc = view.document("seeds/a.txt")
+        assert doc is not None and doc.published is None
+        assert db.run(lambda c: c.execute("SELECT version FROM ask_schema").fetchone()) == (3,)
     finally:
         db.close()

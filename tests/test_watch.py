@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.config import Settings
+from service.config import CollectionSpec, Settings
 from service.engine import Engine
 from service.indexer import Indexer, IndexReport
 from service.store import current_name, writer_lock
@@ -236,6 +236,38 @@ def test_a_failing_report_callback_does_not_stop_the_watch(settings: Settings, f
         assert watcher.stop()
 
 
+def test_every_collection_folder_is_watched(settings: Settings, fake_embedder: FakeEmbedder, tmp_path: Path) -> None:
+    """``serve --watch``'s watchers: one per configured collection, each syncing into its own index."""
+    papers = tmp_path / "papers"
+    write(settings.corpus, "a.txt", "Apples\n\nApples grow on trees in orchards.\n")
+    write(papers, "g.txt", "Graphene\n\nGraphene conducts heat better than copper.\n")
+    settings = settings.model_copy(update={"collections": {"papers": CollectionSpec(corpus=papers)}})
+    engine = Engine(settings, embedder=fake_embedder)
+    watchers = FolderWatcher.for_collections(engine)
+    assert [(w.name, w.index_dir) for w in watchers] == [
+        ("default", Path(settings.index).resolve()), ("papers", (Path(settings.index) / "collections/papers").resolve())]
+    for w in watchers:
+        w.start()
+    paper_engine = engine.collection("papers")
+
+    def sources(e: Engine) -> set[str]:
+        return {d.source for d in e.documents()} if e.has_index() else set()
+
+    try:
+        wait_for("both first syncs", lambda: sources(engine) == {"corpus/a.txt"}
+                 and sources(paper_engine) == {"papers/g.txt"})
+        write(papers, "sub/p.md", "Perovskite\n\nPerovskite solar cells degrade in humid air.\n")
+        wait_for("the new paper", lambda: "papers/sub/p.md" in sources(paper_engine))
+        assert paper_engine.search_cited("perovskite humid", 1)[0].source == "papers/sub/p.md"
+        write(settings.corpus, "b.txt", "Bees\n\nBees make honey from nectar.\n")
+        wait_for("the default's new file", lambda: "corpus/b.txt" in sources(engine))
+        assert sources(paper_engine) == {"papers/g.txt", "papers/sub/p.md"}, "each folder into its own index"
+        assert all(w.stats.errors == 0 for w in watchers)
+    finally:
+        stopped = [w.stop() for w in watchers]  # every one, even after a failure
+        assert all(stopped)
+
+
 # -- the commands, with the real model ---------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
@@ -346,3 +378,45 @@ def test_index_watch_reports_each_batch_as_json(tmp_path: Path) -> None:
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+@pytest.mark.model
+def test_serve_watch_watches_every_collection(seed_index: Path, tmp_path: Path) -> None:
+    """A real `serve --watch` with two collections: a file written into the second collection's folder
+    is found by `/v1/collections/papers/search`, and stays out of the default collection."""
+    settings = private_index(seed_index, tmp_path / "copy")
+    papers = tmp_path / "papers"
+    write(papers, "graphene.txt", "Graphene\n\nGraphene conducts heat better than copper at room temperature.\n")
+    port = _free_port()
+    env = {**_env(settings), "ASK_COLLECTIONS": json.dumps({"papers": {"corpus": str(papers)}})}
+    proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--watch", "--index", str(settings.index),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.communicate(timeout=10)
+        try:
+            return client.get("/v1/collections/papers/health").status_code == 200  # its first sync built it
+        except httpx.TransportError:
+            return False
+
+    def hits(collection: str, query: str) -> list[dict[str, str]]:
+        found: list[dict[str, str]] = client.post(f"/v1/collections/{collection}/search",
+                                                  json={"query": query, "k": 3}).json()["results"]
+        return found
+
+    sentence = "Perovskite solar cells lose a fifth of their output after a month in humid air."
+    try:
+        wait_for("the server and the papers index", up)
+        assert [h["source"] for h in hits("papers", "what conducts heat better than copper?")][:1] == \
+            ["papers/graphene.txt"]
+        write(papers, "solar/perovskite.txt", f"Perovskite\n\n{sentence}\n")
+        wait_for("the new paper", lambda: any(h["source"] == "papers/solar/perovskite.txt" and h["text"] == sentence
+                                              for h in hits("papers", "how much output do perovskite cells lose?")))
+        assert all(h["source"].startswith("seeds/") for h in hits("default", "perovskite solar cells humid air"))
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "watching 2 corpus folders" in err

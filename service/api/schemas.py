@@ -228,6 +228,9 @@ class DocumentSummary(BaseModel):
     modified: str | None = Field(None, description=(
         "When the file was last modified (ISO 8601, UTC), as recorded when it was indexed; null in an index "
         "written before modified times were recorded."))
+    published: str | None = Field(None, description=(
+        "The publication date the page declares (HTML, `2024-05-01`); null when it declares none, for other "
+        "formats, and in an index written before dates were kept."))
 
 
 class DocumentList(BaseModel):
@@ -235,7 +238,7 @@ class DocumentList(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"documents": [{
         "source": SOURCE, "title": "Latest news with #LiuZhongyi", "sha256": "9f2c…", "chunks": 40, "characters": 17012,
-        "modified": "2025-06-01T09:30:00Z",
+        "modified": "2025-06-01T09:30:00Z", "published": "2025-05-30",
     }]}]})
 
 
@@ -271,6 +274,7 @@ class Document(BaseModel):
     title: str
     sha256: str
     encoding: str = Field(description="How the file was decoded (utf-8, utf-16, cp1252, html, …).")
+    published: str | None = Field(None, description="The publication date the page declares (HTML), or null.")
     pages: int | None = Field(None, description="Paged formats: the page count (pages are separated by form feeds "
                                                 "in `text`); null for other files.")
     empty_pages: list[int] = Field([], description="Pages without a text layer (scanned images): nothing indexed.")
@@ -280,7 +284,7 @@ class Document(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "source": SOURCE, "title": "Latest news with #LiuZhongyi", "sha256": "9f2c…", "encoding": "utf-8",
-        "pages": None, "empty_pages": [], "text": "Latest news with #LiuZhongyi\n\n…",
+        "published": "2025-05-30", "pages": None, "empty_pages": [], "text": "Latest news with #LiuZhongyi\n\n…",
         "paragraphs": [{"page": None, "paragraph": 1, "char_start": 0, "char_end": 28, "text": "Latest news with #LiuZhongyi"}],
     }]})
 

@@ -20,7 +20,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def serve(settings: Settings, watch: Callable[[IndexReport], None] | None = None) -> int:
-    """``watch``: also keep the index in step with its corpus folder, calling this after each sync."""
+    """``watch``: also keep every collection's index in step with its corpus folder, calling this after
+    each sync."""
     import uvicorn
 
     from ..engine import Engine, StoreError
@@ -37,16 +38,18 @@ def serve(settings: Settings, watch: Callable[[IndexReport], None] | None = None
         print(f"warning: listening on {settings.host} without an API key (set ASK_API_KEY)", file=sys.stderr)
     app = create_app(settings, engine)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    watcher = None
+    watchers = []
     if watch is not None:
         from ..watch import FolderWatcher
 
-        watcher = FolderWatcher.for_engine(engine, on_report=watch)
-        watcher.start()
-    print(f"serving on http://{shown}:{settings.port}/  (API docs /docs, MCP /mcp)"
-          + (", watching the corpus folder" if watcher else ""), file=sys.stderr, flush=True)
+        watchers = FolderWatcher.for_collections(engine, on_report=watch)
+        for watcher in watchers:
+            watcher.start()
+    watching = {1: ", watching the corpus folder"}.get(len(watchers), f", watching {len(watchers)} corpus folders")
+    print(f"serving on http://{shown}:{settings.port}/  (API docs /docs, MCP /mcp)" + (watching if watchers else ""),
+          file=sys.stderr, flush=True)
     previous = None
-    if watcher is not None and threading.current_thread() is threading.main_thread():
+    if watchers and threading.current_thread() is threading.main_thread():
         # uvicorn re-raises SIGTERM once it has shut down; answered by the default handler, that would end
         # the process before the watcher has finished its commit. This handler lets ``run`` return instead.
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -55,6 +58,9 @@ def serve(settings: Settings, watch: Callable[[IndexReport], None] | None = None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if watcher is not None and not watcher.stop():
+        for watcher in watchers:
+            watcher.request_stop()  # all at once: each finishes the commit in progress
+        stopped = [watcher.stop() for watcher in watchers]  # every one (no short cut)
+        if not all(stopped):
             print("warning: a sync was still running at shutdown; the next one resumes it", file=sys.stderr)
     return 0

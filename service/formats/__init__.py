@@ -21,7 +21,8 @@ from .text import CorpusError
 # the reader's output changes, so that the files it reads are read and chunked again at the next
 # run (no stale text stays indexed) while files of other formats keep their chunks and vectors.
 # Plain text is version 0 (absent): its text has not changed since indexes recorded no versions.
-READER_VERSIONS: dict[str, int] = {".md": 1, ".markdown": 1, ".html": 1, ".htm": 1, ".pdf": 1, ".docx": 1}
+# HTML 2: the page's publication date is stored with the document (read again to record it).
+READER_VERSIONS: dict[str, int] = {".md": 1, ".markdown": 1, ".html": 2, ".htm": 2, ".pdf": 1, ".docx": 1}
 
 
 def stale_suffixes(recorded: Mapping[str, int]) -> frozenset[str]:

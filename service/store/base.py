@@ -67,6 +67,7 @@ class DocRecord:
     title: str
     text: str
     modified: float | None = None  # the file's modification time (seconds since the epoch); None: not recorded
+    published: str | None = None  # the date the page declares (HTML: ``2024-05-01``); None: none, or not recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +99,11 @@ class DocumentSummary:
     chunks: int
     characters: int
     modified: float | None = None
+    published: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "title": self.title, "sha256": self.sha256, "chunks": self.chunks,
-                "characters": self.characters, "modified": iso_time(self.modified)}
+                "characters": self.characters, "modified": iso_time(self.modified), "published": self.published}
 
 
 def iso_time(seconds: float | None) -> str | None:

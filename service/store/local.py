@@ -65,8 +65,10 @@ if TYPE_CHECKING:
 # snapshots (which also kept a FAISS copy of exact indexes) are still read.
 # 3: documents record their modified time (for filters). Versions 1 and 2 are read with modified
 # times unknown; the next `index` run records them (and writes version 3).
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# 4: documents record the publication date their page declares (HTML). Versions 1 to 3 are read with
+# dates unknown; HTML files are read again at the next `index` run (the HTML reader's version 2).
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 CURRENT = "CURRENT"
 _SNAP_PREFIX = "snap-"
 _EDGE = 1 << 20
@@ -76,7 +78,8 @@ _SELECTIONS_KEPT = 64  # filters whose chunk selection a snapshot keeps
 _SCHEMA = """
 CREATE TABLE documents (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL,
-    encoding TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, n_chunks INTEGER NOT NULL, modified REAL
+    encoding TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, n_chunks INTEGER NOT NULL, modified REAL,
+    published TEXT
 );
 CREATE TABLE chunks (
     id INTEGER PRIMARY KEY, doc INTEGER NOT NULL REFERENCES documents(id), paragraph INTEGER NOT NULL,
@@ -219,8 +222,8 @@ def _write_meta(path: Path, docs: Sequence[DocRecord], chunks: Sequence[ChunkRec
         con.executescript(_SCHEMA)
         counts = np.bincount([c.doc for c in chunks], minlength=len(docs)) if chunks else np.zeros(len(docs))
         con.executemany(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
-            ((i, d.source, d.sha256, d.encoding, d.title, d.text, int(counts[i]), d.modified)
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?)",
+            ((i, d.source, d.sha256, d.encoding, d.title, d.text, int(counts[i]), d.modified, d.published)
              for i, d in enumerate(docs)),
         )
         con.executemany(
@@ -253,6 +256,8 @@ class Snapshot:
         self._selections: dict[tuple[Any, ...], RestrictedView] = {}
         # Version 3 records each document's modified time; older snapshots read it as unknown (NULL).
         self._modified = "modified" if manifest.get("format_version", 1) >= 3 else "NULL"
+        # Version 4 records the date a page declares; older snapshots read it as unknown (NULL).
+        self._published = "published" if manifest.get("format_version", 1) >= 4 else "NULL"
         try:
             self._db = sqlite3.connect(
                 f"file:{self.path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True, check_same_thread=False
@@ -366,14 +371,16 @@ class Snapshot:
     def document(self, source: str) -> DocRecord | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT source, sha256, encoding, title, text, {self._modified} FROM documents WHERE source = ?",
+                f"SELECT source, sha256, encoding, title, text, {self._modified}, {self._published} FROM documents "
+                "WHERE source = ?",
                 (source,)).fetchone()
         return DocRecord(*row) if row else None
 
     def documents(self) -> list[DocumentSummary]:
         with self._lock:
             rows = self._db.execute(
-                f"SELECT source, title, sha256, n_chunks, length(text), {self._modified} FROM documents ORDER BY source"
+                f"SELECT source, title, sha256, n_chunks, length(text), {self._modified}, {self._published} "
+                "FROM documents ORDER BY source"
             ).fetchall()
         return [DocumentSummary(*r) for r in rows]
 
@@ -381,7 +388,8 @@ class Snapshot:
         """Everything in the snapshot, for a writer building the next one."""
         with self._lock:
             docs = [DocRecord(*r) for r in self._db.execute(
-                f"SELECT source, sha256, encoding, title, text, {self._modified} FROM documents ORDER BY id")]
+                f"SELECT source, sha256, encoding, title, text, {self._modified}, {self._published} "
+                "FROM documents ORDER BY id")]
             chunks = [ChunkRecord(*r) for r in self._db.execute(
                 "SELECT doc, paragraph, char_start, char_end, n_tokens, text FROM chunks ORDER BY id")]
         return docs, chunks, self.matrix

@@ -119,6 +119,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE ask_documents ADD COLUMN modified double precision;
     """,
+    # 3: the publication date a page declares (HTML, ``2024-05-01``; NULL: none, or written before)
+    """
+    ALTER TABLE ask_documents ADD COLUMN published text;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -528,13 +532,14 @@ class PostgresView:
 
     def document(self, source: str) -> DocRecord | None:
         row = self._store.run(lambda c: c.execute(
-            "SELECT source, sha256, encoding, title, text, modified FROM ask_documents WHERE source = %s",
+            "SELECT source, sha256, encoding, title, text, modified, published FROM ask_documents WHERE source = %s",
             (source,)).fetchone())
         return DocRecord(*row) if row else None
 
     def documents(self) -> list[DocumentSummary]:
         rows = self._store.run(lambda c: c.execute(
-            "SELECT source, title, sha256, n_chunks, length(text), modified FROM ask_documents ORDER BY source"
+            "SELECT source, title, sha256, n_chunks, length(text), modified, published FROM ask_documents "
+            "ORDER BY source"
         ).fetchall())
         return [DocumentSummary(*r) for r in rows]
 
@@ -637,9 +642,9 @@ class PostgresWriter:
         conn = self._conn
         d = u.doc
         doc_id = conn.execute(
-            "INSERT INTO ask_documents (source, sha256, encoding, title, text, n_chunks, modified) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (d.source, d.sha256, d.encoding, d.title, d.text, len(u.chunks), d.modified)).fetchone()
+            "INSERT INTO ask_documents (source, sha256, encoding, title, text, n_chunks, modified, published) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (d.source, d.sha256, d.encoding, d.title, d.text, len(u.chunks), d.modified, d.published)).fetchone()
         assert doc_id is not None
         if not u.chunks:
             return
