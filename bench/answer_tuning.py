@@ -22,8 +22,7 @@ import numpy as np
 from service.answer import Evidence, Weights, sentence_evidence
 from service.config import Settings
 
-from . import datasets
-from .quality import CACHE, Bench, sample
+from .quality import CACHE, Bench, answer_sets
 
 
 def collect(bench: Bench, index_dir: Any, questions: Sequence[str]) -> list[list[Evidence]]:
@@ -39,14 +38,9 @@ def collect(bench: Bench, index_dir: Any, questions: Sequence[str]) -> list[list
 
 def evidence(n: int = 1000) -> dict[str, Any]:
     bench = Bench.create(Settings(checkpoint_seconds=1e9))
-    full = datasets.squad()
-    half = datasets.squad(folder="squad-even", articles=slice(0, None, 2))
-    in_half = set(half.articles)
-    full_dir = bench.index("squad", full.corpus)
-    half_dir = bench.index("squad-even", half.corpus)
-    answerable = sample(full.questions, n, seed=1)
-    missing = sample([q for q in full.questions if q.source.replace("squad/", "squad-even/") not in in_half], n, seed=2)
-    claims = sample(datasets.scifact().queries, n, seed=3)
+    sets = answer_sets(bench, n)
+    full_dir, half_dir, answerable, missing, claims = (sets.full_dir, sets.half_dir, sets.answerable, sets.missing,
+                                                       sets.claims)
     key = CACHE / f"answer-evidence-{full_dir.name}-{half_dir.name}-{n}.pickle"
     if key.exists():
         return pickle.loads(key.read_bytes())

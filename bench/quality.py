@@ -324,15 +324,32 @@ def _answer_scores(bench: Bench, index_dir: Path, questions: Sequence[str],
     return {"scores": scores, "cites": cites, "holds": holds}
 
 
-def eval_answers(bench: Bench, n: int) -> dict[str, Any]:
+@dataclass
+class AnswerSets:
+    """The answer benchmark's indexes and questions: SQuAD answerable, SQuAD questions whose article is
+    left out of the half index (must abstain), SciFact claims (must abstain)."""
+
+    full_dir: Path
+    half_dir: Path
+    answerable: list[Any]
+    missing: list[Any]
+    claims: list[Any]
+
+
+def answer_sets(bench: Bench, n: int) -> AnswerSets:
     full = datasets.squad()
     half = datasets.squad(folder="squad-even", articles=slice(0, None, 2))
     in_half = set(half.articles)
-    full_dir = bench.index("squad", full.corpus)
-    half_dir = bench.index("squad-even", half.corpus)
-    answerable = sample(full.questions, n, seed=1)
-    missing = sample([q for q in full.questions if q.source.replace("squad/", "squad-even/") not in in_half], n, seed=2)
-    claims = sample(datasets.scifact().queries, n, seed=3)
+    return AnswerSets(
+        bench.index("squad", full.corpus), bench.index("squad-even", half.corpus), sample(full.questions, n, seed=1),
+        sample([q for q in full.questions if q.source.replace("squad/", "squad-even/") not in in_half], n, seed=2),
+        sample(datasets.scifact().queries, n, seed=3))
+
+
+def eval_answers(bench: Bench, n: int) -> dict[str, Any]:
+    sets = answer_sets(bench, n)
+    full_dir, half_dir, answerable, missing, claims = (sets.full_dir, sets.half_dir, sets.answerable, sets.missing,
+                                                       sets.claims)
     started = time.monotonic()
     pos = _answer_scores(bench, full_dir, [q.text for q in answerable],
                          [(q.source, q.paragraph, q.answers) for q in answerable])

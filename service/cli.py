@@ -103,21 +103,31 @@ def _print_answer(result: dict[str, Any]) -> None:
         print(textwrap.fill(f"“{c['quote']}”", width, initial_indent="    ", subsequent_indent="    "))
 
 
+def ask_request(server: str, body: dict[str, Any], collection: str | None) -> Any:
+    """A POST of ``body`` to a running service's ask route (a collection's when named), with the key
+    from ``ASK_API_KEY`` when one is set."""
+    import urllib.request
+    from urllib.parse import quote
+
+    route = f"/v1/collections/{quote(collection, safe='')}/ask" if collection else "/v1/ask"
+    req = urllib.request.Request(server.rstrip("/") + route, json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    key = os.environ.get("ASK_API_KEY")
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    return req
+
+
 def _ask_remote(server: str, question: str, k: int | None, collection: str | None = None,
                 filter: dict[str, Any] | None = None) -> dict[str, Any]:
     """POST the question to a running service; the key, if any, comes from ``ASK_API_KEY``."""
     import urllib.error
     import urllib.request
-    from urllib.parse import quote
 
     server = _server_url(server)
-    body = json.dumps({"question": question, **({"k": k} if k else {}), **({"filter": filter} if filter else {})}
-                      ).encode()
-    route = f"/v1/collections/{quote(collection, safe='')}/ask" if collection else "/v1/ask"
-    req = urllib.request.Request(server.rstrip("/") + route, body, {"Content-Type": "application/json"})
+    req = ask_request(server, {"question": question, **({"k": k} if k else {}), **({"filter": filter} if filter else {})},
+                      collection)
     key = os.environ.get("ASK_API_KEY")
-    if key:
-        req.add_header("Authorization", f"Bearer {key}")
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             result: dict[str, Any] = json.loads(resp.read())

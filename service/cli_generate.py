@@ -64,18 +64,12 @@ def _remote(server: str, question: str, k: int | None, collection: str | None, f
             ) -> Iterator[tuple[str, Any]]:
     import urllib.error
     import urllib.request
-    from urllib.parse import quote
 
-    from .cli import CliError, _server_url
+    from .cli import CliError, _server_url, ask_request
 
     server = _server_url(server)
-    body = json.dumps({"question": question, "generate": True, "stream": True, **({"k": k} if k else {}),
-                       **({"filter": flt} if flt else {})}).encode()
-    route = f"/v1/collections/{quote(collection, safe='')}/ask" if collection else "/v1/ask"
-    req = urllib.request.Request(server.rstrip("/") + route, body, {"Content-Type": "application/json"})
-    key = os.environ.get("ASK_API_KEY")
-    if key:
-        req.add_header("Authorization", f"Bearer {key}")
+    req = ask_request(server, {"question": question, "generate": True, "stream": True, **({"k": k} if k else {}),
+                               **({"filter": flt} if flt else {})}, collection)
     try:
         resp = urllib.request.urlopen(req, timeout=300)
     except urllib.error.HTTPError as exc:
