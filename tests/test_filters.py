@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,11 +16,10 @@ from hypothesis import strategies as st
 from service import store
 from service.config import Settings
 from service.engine import Engine, QueryError
-from service.files import sha256_file
 from service.filters import Filter, FilterError, parse_time
 from service.indexer import Indexer
-from service.store.local import _edges
 from tests.conftest import FakeEmbedder, write
+from tests.old_formats import as_older_format
 
 DAY = 86_400.0
 JAN_1 = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
@@ -209,15 +207,7 @@ def test_modified_times_are_recorded_touched_and_upgraded(tmp_path: Path) -> Non
     name = store.current_name(settings.index)
     assert name is not None
     folder = settings.index / name
-    con = sqlite3.connect(folder / "meta.sqlite")
-    con.execute("ALTER TABLE documents DROP COLUMN modified")
-    con.commit()
-    con.close()
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["format_version"] = 2
-    meta = folder / "meta.sqlite"
-    manifest["files"]["meta.sqlite"] = {"size": meta.stat().st_size, "sha256": sha256_file(meta), "edges": _edges(meta)}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    as_older_format(folder, 2, "modified")
     old = Engine(settings, embedder=embedder)
     assert all(d.modified is None for d in old.documents()) and old.search("river", 3)
     with pytest.raises(QueryError, match="python -m service index"):

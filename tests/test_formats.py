@@ -15,6 +15,7 @@ from service.indexer import Indexer
 from service.pages import citation_id, label, page_map, parse_citation_id
 
 from .conftest import FakeEmbedder, write
+from .old_formats import as_older_format
 from .paged_docs import (
     BOILERPLATE,
     DOCX_PARAGRAPHS,
@@ -235,10 +236,6 @@ def test_an_index_without_publication_dates_reads_them_as_unknown_until_html_is_
     """A format-3 snapshot (before dates were kept, HTML reader 1) is read with dates unknown; the next
     run reads its HTML files again (only those) and records their dates."""
     import json
-    import sqlite3
-
-    from service.files import sha256_file
-    from service.store import local
 
     write(settings.corpus, "news/seals.html", build_html())
     write(settings.corpus, "notes.txt", "Notes\n\nThe keeper logs the weather at dawn.\n")
@@ -246,17 +243,7 @@ def test_an_index_without_publication_dates_reads_them_as_unknown_until_html_is_
     engine = Engine(settings, embedder=fake_embedder)
     assert engine.document("corpus/news/seals.html").published == "2024-05-14"
     folder = settings.index / str(name)
-    con = sqlite3.connect(folder / "meta.sqlite")
-    con.execute("ALTER TABLE documents DROP COLUMN published")
-    con.commit()
-    con.close()
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["format_version"] = 3
-    manifest["chunking"]["readers"].update({".html": 1, ".htm": 1})
-    meta = folder / "meta.sqlite"
-    manifest["files"]["meta.sqlite"] = {"size": meta.stat().st_size, "sha256": sha256_file(meta),
-                                        "edges": local._edges(meta)}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    as_older_format(folder, 3, "published", readers={".html": 1, ".htm": 1})
     old = Engine(settings, embedder=fake_embedder)
     assert [d.published for d in old.documents()] == [None, None]
     assert old.document("corpus/news/seals.html").as_dict()["published"] is None

@@ -198,8 +198,7 @@ def write_snapshot(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             counts={"documents": len(docs), "chunks": len(chunks)},
             vector_index=kind,
-            files={f: {"size": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f), "edges": _edges(tmp / f)}
-                   for f in ("meta.sqlite", "vectors.npy", *vector_files)},
+            files={f: file_record(tmp / f) for f in ("meta.sqlite", "vectors.npy", *vector_files)},
         )
         (tmp / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=True))
         _fsync_tree(tmp)
@@ -417,6 +416,11 @@ def read_manifest(index_dir: Path) -> tuple[str, dict[str, Any]]:
             f"version {FORMAT_VERSION}; rebuild it with `python -m service index --index {index_dir} --rebuild`"
         )
     return name, manifest
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """A file's entry in the manifest: its size, sha256, and the hash of its edges (``_edges``)."""
+    return {"size": path.stat().st_size, "sha256": sha256_file(path), "edges": _edges(path)}
 
 
 def _edges(path: Path) -> str:
