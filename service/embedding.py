@@ -234,82 +234,62 @@ class TorchEmbedder:
                 )
         return _normalize(np.asarray(vectors, dtype=np.float32))
 
-    def export_onnx(self, target: Path) -> None:
-        """Write transformer + mean pooling as ONNX (dynamic batch and length) to ``target`` atomically."""
+    def _export_graph(self, path: Path, pooled: bool) -> None:
+        """Write the transformer as ONNX (dynamic batch and length) to ``path``: with ``pooled``, output
+        ``embedding``, the mean over the attended word-pieces (what sentence-transformers' pooling
+        computes); without, output ``tokens``, the last hidden state (batch, sequence, dim)."""
         import torch
 
-        class Pooled(torch.nn.Module):
+        class Graph(torch.nn.Module):
             def __init__(self, bert: torch.nn.Module) -> None:
                 super().__init__()
                 self.bert = bert
 
             def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         token_type_ids: torch.Tensor) -> torch.Tensor:
-                hidden = self.bert(
+                hidden: torch.Tensor = self.bert(
                     input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
                 ).last_hidden_state
+                if not pooled:
+                    return hidden
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
         bert = self.model[0].auto_model  # the first module is sentence-transformers' Transformer
         assert isinstance(bert, torch.nn.Module)
-        module = Pooled(bert.float().eval())
-        sample = WordPieces(self.info.path, self.info.max_seq_length).batch(["an example query", "two"])
+        module = Graph(bert.float().eval())
+        sample = WordPieces(self.info.path, self.info.max_seq_length).batch(["an example text", "two"])
         args = tuple(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         axes = {0: "batch", 1: "sequence"}
+        output, output_axes = ("embedding", {0: "batch"}) if pooled else ("tokens", axes)
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, args, str(tmp),
-                input_names=["input_ids", "attention_mask", "token_type_ids"],
-                output_names=["embedding"],
-                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
-                              "embedding": {0: "batch"}},
+                module, args, str(path),
+                input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=[output],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, output: output_axes},
                 opset_version=17, dynamo=False,
             )
+
+    def export_onnx(self, target: Path) -> None:
+        """Write transformer + mean pooling as ONNX (dynamic batch and length) to ``target`` atomically,
+        extended with normalisation and exact search (``_append_search``)."""
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        self._export_graph(tmp, pooled=True)
         _append_search(tmp, self.info.dim)
         os.replace(tmp, target)
-
 
     def export_passage_onnx(self, target: Path, precision: str = "int8") -> None:
         """Write the transformer alone as ONNX to ``target`` atomically: output ``tokens``, the last
         hidden state (batch, sequence, dim), which ``PassageEncoder`` pools (the whole text, and
         spans of it). ``precision`` "int8": the weight matrices dynamically quantised (onnxruntime.quantization:
         int8 weights per output channel, activations quantised per run), "fp32": as exported."""
-        import torch
-
-        class Tokens(torch.nn.Module):
-            def __init__(self, bert: torch.nn.Module) -> None:
-                super().__init__()
-                self.bert = bert
-
-            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                        token_type_ids: torch.Tensor) -> torch.Tensor:
-                out: torch.Tensor = self.bert(
-                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-                ).last_hidden_state
-                return out
-
         if precision not in PASSAGE_PRECISIONS:
             raise ValueError(f"precision must be one of {PASSAGE_PRECISIONS}, not {precision!r}")
-        bert = self.model[0].auto_model
-        assert isinstance(bert, torch.nn.Module)
-        module = Tokens(bert.float().eval())
-        sample = WordPieces(self.info.path, self.info.max_seq_length).batch(["an example passage", "two"])
-        args = tuple(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         fp32 = tmp.with_name(tmp.name + ".fp32") if precision == "int8" else tmp
-        axes = {0: "batch", 1: "sequence"}
         try:
-            with torch.inference_mode(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    module, args, str(fp32),
-                    input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["tokens"],
-                    dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "tokens": axes},
-                    opset_version=17, dynamo=False,
-                )
+            self._export_graph(fp32, pooled=False)
             if precision == "int8":
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
