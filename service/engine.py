@@ -309,10 +309,7 @@ class Engine:
         return k
 
     # -- queries -------------------------------------------------------------------------------------
-    def _retrieve(self, query: str, k: int, flt: Filter | None = None) -> tuple[np.ndarray, list[Passage]]:
-        return self._retrieve_live(query, k, flt)[1:]
-
-    def _retrieve_live(self, query: str, k: int, flt: Filter | None = None
+    def _retrieve(self, query: str, k: int, flt: Filter | None = None
                        ) -> tuple[_Live, np.ndarray, list[Passage]]:
         live = self._current()
         view, retriever = (live.view, live.retriever) if flt is None else live.filtered(flt)
@@ -323,17 +320,17 @@ class Engine:
         """``filter``: only passages of the documents it admits (``service.filters``), found inside
         retrieval, so ``k`` come back whenever ``k`` such paragraphs exist."""
         query, k, flt = self._check_query(query), self._check_k(k), self._check_filter(filter)
-        return self._retrieve(query, k, flt)[1]
+        return self._retrieve(query, k, flt)[2]
 
     def search_cited(self, query: str, k: int | None = None, filter: FilterSpec = None) -> list[Citation]:
         """Search results in rank order, each with its best-matching sentence for highlighting."""
         query, k, flt = self._check_query(query), self._check_k(k), self._check_filter(filter)
-        live, _vector, passages = self._retrieve_live(query, k, flt)
+        live, _vector, passages = self._retrieve(query, k, flt)
         return live.place(highlight(query, passages))
 
     def ask(self, question: str, k: int | None = None, filter: FilterSpec = None) -> Answer:
         question, k, flt = self._check_query(question, "question"), self._check_k(k), self._check_filter(filter)
-        live, vector, passages = self._retrieve_live(question, k, flt)
+        live, vector, passages = self._retrieve(question, k, flt)
         answer = build_answer(question, vector, passages, self.embedder, self.settings.abstain_threshold)
         return dataclasses.replace(answer, citations=live.place(answer.citations))
 
