@@ -229,7 +229,7 @@ class Retriever:
 
     def __init__(self, view: IndexView, fusion: str = "rrf", candidates: int = 100, rrf_k: int = 60,
                  dense_weight: float = 0.5, reranker: Reranker | None = None, rerank_depth: int = 20,
-                 adaptive: bool = True) -> None:
+                 adaptive: bool = True, lexical_extras: Sequence[str] = ()) -> None:
         self.view = view
         self.fusion = fusion
         self.candidates = candidates
@@ -238,6 +238,8 @@ class Retriever:
         self.reranker = reranker
         self.rerank_depth = rerank_depth
         self.adaptive = adaptive  # weighted fusion adapts its weights per query (off: the naive hybrid)
+        # Query-level BM25 additions (``service.expansion``): "rm3" (feedback terms), "proximity".
+        self.lexical_extras = tuple(lexical_extras)
 
     @classmethod
     def from_settings(cls, view: IndexView, settings: Settings) -> Retriever:
@@ -269,8 +271,17 @@ class Retriever:
             ids, scores = view.vectors.search(query_vector[None, :], n)
             dense = _dense_row(ids[0], scores[0])
         if fusion != "dense":
-            lexical = view.lexical.search(query, n)
+            lexical = self._lexical(query, n)
         return dense, lexical
+
+    def _lexical(self, query: str, n: int) -> Dense:
+        extras = self.lexical_extras
+        if not extras:
+            return self.view.lexical.search(query, n)
+        from .expansion import proximity_rescore, rm3_query
+
+        lexical = self.view.lexical.search(rm3_query(self.view, query) if "rm3" in extras else query, n)
+        return proximity_rescore(self.view, query, lexical) if "proximity" in extras else lexical
 
     def search(self, query: str, query_vector: np.ndarray, k: int, fusion: str | None = None,
                rerank: bool = True, dense: Dense | None = None) -> list[Passage]:
