@@ -212,11 +212,18 @@ class Bench:
 
     def searcher(self, where: Path | IndexView, fusion: str, **overrides: Any) -> tuple[Retriever, str]:
         """A retriever and the fusion to pass it for one of ``FUSIONS`` (``naive``: weighted fusion at
-        equal weights, not adapted per query)."""
-        if fusion != "naive":
+        equal weights, not adapted per query; BM25 alone, dense alone and naive without the default's
+        headline rule or any ``lexical_extras``)."""
+        if fusion in ("rrf", "weighted"):
             return self.retriever(where, **overrides), fusion
-        r = self.retriever(where, **{"dense_weight": 0.5, **overrides})
+        # The baselines stay plain: no headline rule (ASK_HEADLINES_YIELD) or other query-level extras.
+        if fusion != "naive":
+            r = self.retriever(where, **{"headlines_yield": False, **overrides})
+            r.lexical_extras = ()
+            return r, fusion
+        r = self.retriever(where, **{"dense_weight": 0.5, "headlines_yield": False, **overrides})
         r.adaptive = False
+        r.lexical_extras = ()
         return r, "weighted"
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
