@@ -315,7 +315,11 @@ class Retriever:
         from .expansion import proximity_rescore, rm3_query
 
         lexical = self.view.lexical.search(rm3_query(self.view, query) if "rm3" in extras else query, n)
-        return proximity_rescore(self.view, query, lexical) if "proximity" in extras else lexical
+        for extra in extras:  # "proximity" or "proximity:<boost>"
+            name, _, boost = extra.partition(":")
+            if name == "proximity":
+                lexical = proximity_rescore(self.view, query, lexical, float(boost or 0.25))
+        return lexical
 
     def search(self, query: str, query_vector: np.ndarray, k: int, fusion: str | None = None,
                rerank: bool = True, dense: Dense | None = None) -> list[Passage]:
