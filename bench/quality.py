@@ -18,6 +18,9 @@ over one index in one run, so the rows of the table are comparable.
   min-max normalised scores, no per-query adaptation).
 * Seeds: the seed articles' question sets from tests/test_seed_questions.py (answered, cited,
   off-topic refused). Context: how often ``/v1/context`` at 50-500 tokens holds a gold answer span.
+* Reuters (``bench/reuters.py``): 70 news articles with headlines and 210 questions written for them by
+  hand, plus 30 they do not cover; never used for tuning. Paragraph hit@1 / hit@5, and per fusion the
+  answered rate, the answer sentence's gold-span share and the abstain rate, each with a 95% interval.
 * Answers: on a sample of SQuAD questions, how often the engine answers (and whether the answer
   sentence holds a gold answer), and how often it abstains on questions whose article is not in
   the index (the other half of SQuAD) and on SciFact claims asked of the SQuAD index.
@@ -148,6 +151,7 @@ class Bench:
     info: ModelInfo
     ingest: CachedTorchEmbedder
     query: CachedEmbedder | None = None
+    lexical_extras: tuple[str, ...] = ()  # query-level BM25 additions under test (service.expansion)
 
     @classmethod
     def create(cls, settings: Settings) -> Bench:
@@ -202,15 +206,24 @@ class Bench:
         (``overrides`` change settings)."""
         view = self.open(where) if isinstance(where, Path) else where
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        return Retriever.from_settings(view, settings)
+        r = Retriever.from_settings(view, settings)
+        r.lexical_extras = r.lexical_extras or self.lexical_extras
+        return r
 
     def searcher(self, where: Path | IndexView, fusion: str, **overrides: Any) -> tuple[Retriever, str]:
         """A retriever and the fusion to pass it for one of ``FUSIONS`` (``naive``: weighted fusion at
-        equal weights, not adapted per query)."""
-        if fusion != "naive":
+        equal weights, not adapted per query; BM25 alone, dense alone and naive without the default's
+        headline rule or any ``lexical_extras``)."""
+        if fusion in ("rrf", "weighted"):
             return self.retriever(where, **overrides), fusion
-        r = self.retriever(where, **{"dense_weight": 0.5, **overrides})
+        # The baselines stay plain: no headline rule (ASK_HEADLINES_YIELD) or other query-level extras.
+        if fusion != "naive":
+            r = self.retriever(where, **{"headlines_yield": False, **overrides})
+            r.lexical_extras = ()
+            return r, fusion
+        r = self.retriever(where, **{"dense_weight": 0.5, "headlines_yield": False, **overrides})
         r.adaptive = False
+        r.lexical_extras = ()
         return r, "weighted"
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
@@ -296,6 +309,51 @@ def eval_squad(bench: Bench, n_questions: int | None, fusions: Sequence[str], vi
                        "hit@1_ci95": ci95(h1), "hit@5_ci95": ci95(h5),
                        "ms_per_query": round(1000 * (time.monotonic() - started) / max(1, len(questions)), 2)}
         log(f"[{label}] {fusion:9s} hit@1 {mean(h1):.4f}  hit@5 {mean(h5):.4f}")
+    return out
+
+
+def eval_reuters(bench: Bench, fusions: Sequence[str]) -> dict[str, Any]:
+    """The Reuters news set (``bench/reuters.py``), not used for tuning: paragraph hit@1 / hit@5 (a hit
+    is any gold paragraph), and the engine's answer over each fusion's top ``default_k``: how many
+    answerable questions it answers, how often the answer sentence holds a gold span, and how often
+    it abstains on questions the articles do not cover."""
+    from .reuters import reuters
+
+    data = reuters()
+    index_dir = bench.index("reuters", data.corpus)
+    view = bench.open(index_dir)
+    questions = data.questions
+    vecs = bench.vectors([q.text for q in questions])
+    assert bench.query is not None
+    t = bench.settings.abstain_threshold
+    answerable = sum(1 for q in questions if q.gold)
+    out: dict[str, Any] = {"package": data.package, "articles": len(data.articles), "questions": answerable,
+                           "not_covered": len(questions) - answerable, "index": index_dir.name,
+                           "chunks": view.size, "threshold": t}
+    for fusion in fusions:
+        retriever, how = bench.searcher(view, fusion)
+        h1, h5, answered, holds, abstained = [], [], [], [], []
+        for q, v in zip(questions, vecs, strict=True):
+            passages = retriever.search(q.text, v, max(5, bench.settings.default_k), fusion=how)
+            ans = build_answer(q.text, v, passages[: bench.settings.default_k], bench.query, t)
+            if not q.gold:
+                abstained.append(float(ans.answer is None))
+                continue
+            cited = [(p.source, p.paragraph) for p in passages]
+            gold = set(q.gold)
+            h1.append(float(bool(cited[:1]) and cited[0] in gold))
+            h5.append(float(any(c in gold for c in cited[:5])))
+            answered.append(float(ans.answer is not None))
+            if ans.answer is not None:
+                holds.append(float(any(a.lower() in ans.answer.lower() for a in q.answers)))
+        out[fusion] = {"hit@1": round(mean(h1), 4), "hit@5": round(mean(h5), 4),
+                       "hit@1_ci95": ci95(h1), "hit@5_ci95": ci95(h5),
+                       "answered_rate": round(mean(answered), 4), "answered_rate_ci95": ci95(answered),
+                       "answer_holds_gold_span": round(mean(holds), 4), "answer_holds_gold_span_ci95": ci95(holds),
+                       "abstain_rate_not_covered": round(mean(abstained), 4),
+                       "abstain_rate_not_covered_ci95": ci95(abstained)}
+        log(f"[reuters] {fusion:9s} hit@1 {mean(h1):.4f}  hit@5 {mean(h5):.4f}  answered {mean(answered):.3f}  "
+            f"gold span {mean(holds):.3f}  abstain {mean(abstained):.3f}")
     return out
 
 
@@ -681,7 +739,7 @@ def table(results: dict[str, Any]) -> str:
         "| retrieval | SciFact nDCG@10 | SciFact recall@100 | SQuAD hit@1 | SQuAD hit@5 "
         "| SQuAD untitled hit@1 | SQuAD untitled hit@5 |",
         "|---|---|---|---|---|---|---|",
-    ]
+    ] if sci or sq or su else []
 
     def cell(block: dict[str, Any], fusion: str, metric: str) -> str:
         v = block.get(fusion, {}).get(metric)
@@ -705,6 +763,23 @@ def table(results: dict[str, Any]) -> str:
         if "hit@1_ci95" in su.get(default, {}):
             parts.append("SQuAD untitled hit@1 [{:.3f}, {:.3f}]".format(*su[default]["hit@1_ci95"]))
         lines += ["", "Bootstrap 95% intervals over queries, default fusion: " + "; ".join(parts) + "."]
+    rt = results.get("reuters")
+    if rt:
+        lines += ["", f"Reuters news ({rt['articles']} articles, {rt['questions']} questions + {rt['not_covered']} "
+                  f"not covered; not used for tuning; answer threshold {rt['threshold']:.3f}):", "",
+                  "| retrieval | hit@1 | hit@5 | answered | answer holds a gold span | abstain (not covered) |",
+                  "|---|---|---|---|---|---|"]
+
+        def ci(block: dict[str, Any], metric: str) -> str:
+            lo, hi = block[f"{metric}_ci95"]
+            return f"{block[metric]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+        for label, fusion in rows:
+            if fusion in rt:
+                r = rt[fusion]
+                name = f"**{label} (default)**" if fusion == default else label
+                lines.append(f"| {name} | {ci(r, 'hit@1')} | {ci(r, 'hit@5')} | {ci(r, 'answered_rate')} | "
+                             f"{ci(r, 'answer_holds_gold_span')} | {ci(r, 'abstain_rate_not_covered')} |")
     ab = results.get("ablations")
     if ab and sci and sq:
         fusion = default
@@ -754,8 +829,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scifact-queries", type=int, default=None, help="first N SciFact test queries (default all 300)")
     p.add_argument("--squad-questions", type=int, default=None, help="random N SQuAD questions (default all)")
     p.add_argument("--answers", type=int, default=None, help="questions per answer/abstain set (default 1000)")
-    p.add_argument("--skip", action="append", default=[], choices=["scifact", "squad", "squad-untitled", "answers"])
+    p.add_argument("--skip", action="append", default=[], choices=["scifact", "squad", "squad-untitled", "answers", "reuters"])
     p.add_argument("--fusions", default=",".join(FUSIONS), help="comma-separated subset of " + ",".join(FUSIONS))
+    p.add_argument("--lexical-extras", default="",
+                   help="comma-separated query-level BM25 additions to measure: rm3, proximity (service.expansion)")
     p.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/quality.json)")
     p.add_argument("--ablation", action="store_true",
                    help="also run SciFact and SQuAD with each chunk-text choice switched off in turn "
@@ -782,6 +859,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fusions = [f for f in args.fusions.split(",") if f]
     settings = Settings(checkpoint_seconds=1e9)  # one snapshot per index: no intermediate commits
     bench = Bench.create(settings)
+    bench.lexical_extras = tuple(x for x in args.lexical_extras.split(",") if x)
     started = time.monotonic()
     results: dict[str, Any] = {
         "settings": {k: getattr(settings, k) for k in (
@@ -789,8 +867,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "chunk_overlap_sentences", "title_tokens", "embed_title", "sentence_chunks", "passage_encoder",
             "sentence_vectors", "reranker", "rerank_depth",
             "hnsw_threshold", "model")},
+        "lexical_extras": list(bench.lexical_extras),
         "quick": bool(args.quick or args.scifact_queries or args.squad_questions or args.answers or args.skip
-                      or set(fusions) != set(FUSIONS)),
+                      or set(fusions) != set(FUSIONS) or bench.lexical_extras),
     }
     if "postgresql" in stores:
         started_stores = time.monotonic()
@@ -820,6 +899,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "squad-untitled" not in args.skip:
         results["squad_untitled"] = eval_squad(bench, args.squad_questions, fusions, label="squad untitled",
                                                titled=False)
+    if "reuters" not in args.skip:
+        results["reuters"] = eval_reuters(bench, fusions)
     if "answers" not in args.skip:
         results["answers"] = eval_answers(bench, n_answers)
         results["seeds"] = eval_seeds(bench)

@@ -34,6 +34,7 @@ TokenOffsets = Callable[[str], list[tuple[int, int]]]
 
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)")
 _LINE = re.compile(r"[^\r\n]+")
+_INITIALS = re.compile(r"(?:[a-z]\.)+[a-z]")
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st vs etc e.g i.e u.s u.k u.n no gen gov sen rep lt col capt inc ltd co "
     "corp jan feb mar apr jun jul aug sep sept oct nov dec fig al approx dept est mt ft".split()
@@ -58,7 +59,8 @@ def _is_abbreviation(text: str, dot: int) -> bool:
         return False
     if len(word) == 1 and word.isalpha():  # an initial: "J. Smith"
         return True
-    return word in _ABBREVIATIONS
+    # Dotted initials: "E.F. Hutton", "C.A. Thomas", "L.P." (compared with syntok on Reuters, issue 15).
+    return word in _ABBREVIATIONS or _INITIALS.fullmatch(word) is not None
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:

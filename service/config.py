@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     )
     reranker: str | None = Field(None, description="Optional sentence-transformers CrossEncoder model.")
     rerank_depth: int = Field(20, description="Paragraphs the reranker rescores (at least k).")
+    headlines_yield: bool = Field(
+        True, description="A headline (paragraph 1 standing as the title) ranked above a body paragraph of its own "
+                          "article hands its rank to it.")
     full_checksums: bool = Field(
         True, description="Hash every index file at open; false checks sizes and file edges only (fast `ask`)."
     )

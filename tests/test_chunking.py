@@ -28,6 +28,15 @@ def test_sentence_split_handles_abbreviations_and_lines() -> None:
     ]
 
 
+def test_dotted_initials_do_not_end_a_sentence() -> None:
+    text = ("The E.F. Hutton Group Inc said C.A. Thomas and ServiceMaster Companies L.P. <SVM> agreed. "
+            "It is making the offer through N.M. Rothschilds. Done.")
+    assert sentences(text) == [
+        "The E.F. Hutton Group Inc said C.A. Thomas and ServiceMaster Companies L.P. <SVM> agreed.",
+        "It is making the offer through N.M. Rothschilds.", "Done.",
+    ]
+
+
 def test_sentence_split_keeps_quotes_with_their_sentence() -> None:
     assert sentences('He said “it is over.” Then he left.') == ['He said “it is over.”', "Then he left."]
 

@@ -14,11 +14,13 @@ from service.indexer import Indexer
 from service.lexical import analyze, analyze_query
 from service.retrieval import (
     FUSIONS,
+    Passage,
     Ranking,
     Retriever,
     by_paragraph,
     decisiveness,
     fuse,
+    headlines_yield,
     paragraph_ids,
     rrf,
     weighted,
@@ -248,3 +250,39 @@ def test_a_matching_sentence_is_shown_in_its_window(small_index) -> None:
         assert len(top.text) > len(query) + 20, f"{fusion}: a window, not the sentence alone"
     rows = snap.chunk_rows(range(snap.size))
     assert any(r.text == query for r in rows), "the sentence itself is indexed as a chunk"
+
+
+def _passage(source: str, paragraph: int, text: str, score: float, title: str = "") -> Passage:
+    return Passage(0, source, title, paragraph, text, 0, len(text), score, 0.0, 0.0)
+
+
+def test_headline_hands_its_rank_to_its_own_body_paragraph() -> None:
+    head = _passage("a.txt", 1, "OIL PRICES FALL", 0.9, title="OIL PRICES FALL")
+    other = _passage("b.txt", 3, "Unrelated.", 0.8, title="B")
+    body = _passage("a.txt", 4, "Prices fell 2 dlrs.", 0.7, title="OIL PRICES FALL")
+    lone = _passage("c.txt", 1, "GOLD RISES", 0.6, title="GOLD RISES")  # no body paragraph listed: stays
+    out = headlines_yield([head, other, body, lone], "how far did oil prices fall?")
+    assert [(p.source, p.paragraph) for p in out] == [("a.txt", 4), ("a.txt", 1), ("b.txt", 3), ("c.txt", 1)]
+    assert [p.score for p in out] == [0.9, 0.8, 0.7, 0.6]  # the scores keep their order
+    # Paragraph 1 that is body text (no title, or not the title) is not a headline.
+    plain = _passage("d.txt", 1, "Body text first.", 0.9)
+    assert headlines_yield([plain, _passage("d.txt", 2, "More text first.", 0.5)], "text first")[0].paragraph == 1
+    # A body paragraph holding none of the question's terms (matched through the glued title) does not qualify.
+    junk = _passage("a.txt", 9, "Source link", 0.7, title="OIL PRICES FALL")
+    assert headlines_yield([head, junk], "oil prices")[0].paragraph == 1
+
+
+def test_headline_rule_in_search(settings: Settings, fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "news.txt", "TANKER CLOSES PHILADELPHIA PORT\n\nThe tanker Seapride II ran aground "
+          "near the port of Philadelphia on Monday.\n\nNo oil was spilled, the Coast Guard said.\n")
+    write(settings.corpus, "other.txt", "Gold prices\n\nGold rose in London trading.\n")
+    Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
+    snap = store.open_snapshot(settings.index, fake_embedder.info.sha256)
+    q = "tanker closes Philadelphia port"
+    v = fake_embedder.embed([q])[0]
+    plain = Retriever(snap, fusion="bm25", headlines_yield=False).search(q, v, 3)
+    news = plain[0].source
+    assert news.endswith("news.txt") and plain[0].paragraph == 1  # the headline matches best
+    ruled = Retriever(snap, fusion="bm25").search(q, v, 3)
+    assert [(p.source, p.paragraph) for p in ruled[:2]] == [(news, 2), (news, 1)]
+    assert len(ruled) == 3
