@@ -13,7 +13,8 @@ chunks, vectors: no model work; 100k and 1M add renamed copies of the documents)
   above the threshold): what every commit cost before segments (format 4), in the same run;
 * **queries** (the service's retrieval, weighted fusion, k=10, SciFact claims embedded once by the
   query encoder) on the merge policy's worst case (the most segments the policy lets stand, with
-  deleted documents) and on the same documents fully merged, p50/p99 and the ratio.
+  deleted documents) and on the same documents fully merged, p50/p99 and the ratio; and on the
+  source index itself when it is format 4 (one snapshot, BM25 weights precomputed by bm25s).
 
 At 1M chunks the copies' big segment is searched exactly (``--exact-1m``, the default: building its
 HNSW graph takes about 15 minutes on 2 cores and a commit never touches it). Results go to
@@ -61,8 +62,14 @@ def files_bytes(folder: Path) -> dict[Path, int]:
 
 
 def source_index() -> Path:
-    from .speed import scifact_index
+    """The SciFact index of ``make bench-speed``, as it is when one exists (its chunks, vectors and
+    texts are what a commit benchmark needs, whichever chunker version built it), else built."""
+    from service.store import current_name
 
+    from .speed import CACHE, scifact_index
+
+    if current_name(CACHE / "scifact-index") is not None:
+        return CACHE / "scifact-index"
     return scifact_index()[0]
 
 
@@ -257,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                              "floor": MergePolicy().floor}}
     sizes: dict[str, Callable[[], list[DocumentUpsert]]] = {
         "scifact": lambda: upserts, "100k": lambda: copies(upserts, 99_000), "1m": lambda: copies(upserts, 1_000_000)}
+    legacy = open_snapshot(index)
+    if legacy.legacy:  # the same documents in format 4 (BM25 weights precomputed), one snapshot
+        times = query_times(legacy, claims, claim_vectors)
+        results["format4_scifact_queries"] = {"p50_ms": pct(times, 50), "p99_ms": pct(times, 99)}
+    del legacy
     with tempfile.TemporaryDirectory(prefix="bench-commits-") as tmp:
         for name in args.sizes.split(","):
             threshold = settings.hnsw_threshold if name != "1m" or args.hnsw_1m else 10**9

@@ -501,7 +501,7 @@ def bench_seeds_ingest() -> dict[str, Any]:
 def _real_vectors(index: Path) -> np.ndarray:
     from service import store
 
-    return np.load(store.open_snapshot(index).path / "vectors.npy")
+    return np.asarray(store.open_snapshot(index).matrix)
 
 
 def _query_vectors(index: Path, queries: list[str]) -> np.ndarray:

@@ -335,6 +335,11 @@ class PartsVectors:
     def ntotal(self) -> int:
         return self.total
 
+    @property
+    def kind(self) -> str:
+        """The parts' index kinds (``exact``, ``hnsw``, or both joined by ``+``)."""
+        return "+".join(sorted({p.segment.vectors.kind for p in self.parts})) or "exact"
+
     def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         queries = queries.reshape(-1, queries.shape[-1])
