@@ -581,7 +581,7 @@ def _scale_row(size: str, data: np.ndarray, kind: str, qv: np.ndarray, truth: np
         folder = Path(tmp)
         np.save(folder / "vectors.npy", data)
         t = time.perf_counter()
-        written, _files = vectors.write(folder, data, -1 if kind == "hnsw" else len(data))
+        written, _files = vectors.write(folder, data, kind == "hnsw")
         build_s = time.perf_counter() - t
         assert written == kind
         file_mib = sum(f.stat().st_size for f in folder.iterdir()) / 2**20  # vectors.npy (+ HNSW file)

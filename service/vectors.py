@@ -193,10 +193,11 @@ def uses_hnsw(count: int, hnsw_threshold: int) -> bool:
     return count > hnsw_threshold
 
 
-def write(folder: Path, vectors: np.ndarray, hnsw_threshold: int) -> tuple[str, list[str]]:
+def write(folder: Path, vectors: np.ndarray, graph: bool) -> tuple[str, list[str]]:
     """Write the search structures for ``vectors`` into ``folder`` (which already holds
-    ``vectors.npy``); returns the index kind and the files written."""
-    if not uses_hnsw(len(vectors), hnsw_threshold):
+    ``vectors.npy``): an HNSW graph when ``graph``, else nothing (exact search reads the matrix);
+    returns the index kind and the files written."""
+    if not graph:
         return ExactIndex.kind, []
     _faiss().write_index(build_hnsw(vectors), str(folder / FAISS_FILE))
     return HnswIndex.kind, [FAISS_FILE]

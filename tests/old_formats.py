@@ -13,17 +13,22 @@ import numpy as np
 
 from service.lexical import LexicalIndex
 from service.store.base import ChunkRecord, DocRecord
-from service.store.local import file_record, open_snapshot
+from service.store.local import LocalStore, current_name, file_record, open_snapshot
 from service.store.segments import write_meta
 
 
-def as_older_format(folder: Path, version: int, drop_column: str | None,
-                    lexical_text: Callable[[DocRecord, ChunkRecord], str], **chunking: Any) -> None:
-    """Rewrite the snapshot ``folder`` (format 5) as formats 1 to 4 kept it: every file in
+def as_older_format(index_dir: Path, version: int, drop_column: str | None,
+                    lexical_text: Callable[[DocRecord, ChunkRecord], str], **chunking: Any) -> Path:
+    """Rewrite the live snapshot of ``index_dir`` (format 5; once this process's background merges
+    are done) as formats 1 to 4 kept it: every file in
     the snapshot folder (exact search) and BM25 weights precomputed by bm25s (from ``lexical_text``, the indexer's
     rule). Then drop ``documents.<drop_column>`` (a column that a later format added), record
     ``version``, update the manifest's chunking record with ``chunking`` (merged one level deep),
-    and redo the checksums so the snapshot still verifies."""
+    and redo the checksums so the snapshot still verifies. Returns the snapshot's folder."""
+    LocalStore(index_dir, lexical_text=lexical_text).settle()
+    name = current_name(index_dir)
+    assert name is not None
+    folder = index_dir / name
     manifest = json.loads((folder / "manifest.json").read_text())
     if "segments" in manifest:
         docs, chunks, vectors = open_snapshot(folder.parent).all_records()
@@ -47,3 +52,4 @@ def as_older_format(folder: Path, version: int, drop_column: str | None,
         manifest["chunking"][key] = {**current, **value} if isinstance(current, dict) else value
     manifest["files"]["meta.sqlite"] = file_record(meta)
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder

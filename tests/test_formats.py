@@ -243,8 +243,8 @@ def test_an_index_without_publication_dates_reads_them_as_unknown_until_html_is_
     name = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus).snapshot
     engine = Engine(settings, embedder=fake_embedder)
     assert engine.document("corpus/news/seals.html").published == "2024-05-14"
-    folder = settings.index / str(name)
-    as_older_format(folder, 3, "published", Indexer(settings, embedder=fake_embedder, progress=False).lexical_text,
+    assert name
+    as_older_format(settings.index, 3, "published", Indexer(settings, embedder=fake_embedder, progress=False).lexical_text,
                     readers={".html": 1, ".htm": 1})
     old = Engine(settings, embedder=fake_embedder)
     assert [d.published for d in old.documents()] == [None, None]

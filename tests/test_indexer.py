@@ -128,11 +128,11 @@ def test_indexes_from_before_the_sentence_setting_are_not_rechunked(settings: Se
 def test_format_1_snapshot_is_still_read(settings: Settings, fake_embedder: FakeEmbedder) -> None:
     """Version 1 named the exact index "flat" (and kept a FAISS copy of it, which is not needed)."""
     write(settings.corpus, "a.txt", ARTICLE)
-    name = sync(settings, fake_embedder).snapshot
+    assert sync(settings, fake_embedder).snapshot
     expected = Engine(settings, embedder=fake_embedder).search("apples")
-    as_older_format(settings.index / name, 1, "modified", Indexer(settings, embedder=fake_embedder,
-                                                                  progress=False).lexical_text)
-    assert json.loads((settings.index / name / "manifest.json").read_text())["vector_index"] == "flat"
+    folder = as_older_format(settings.index, 1, "modified", Indexer(settings, embedder=fake_embedder,
+                                                                    progress=False).lexical_text)
+    assert json.loads((folder / "manifest.json").read_text())["vector_index"] == "flat"
     assert Engine(settings, embedder=fake_embedder).search("apples") == expected
 
 

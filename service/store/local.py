@@ -82,6 +82,7 @@ READABLE_VERSIONS = (1, 2, 3, 4, 5)
 CURRENT = "CURRENT"
 _SNAP_PREFIX = "snap-"
 _EDGE = 1 << 20
+HNSW_MIN_SEGMENT = 10_000  # chunks: smaller segments are searched exactly, whatever the index's size
 # Manifest keys a commit computes (the rest describes how the index was built and is carried over).
 _COMPUTED = ("format_version", "generation", "created", "counts", "vector_index", "segments", "files")
 
@@ -408,6 +409,13 @@ class LocalStore:
         self.policy = MergePolicy(segments_per_tier)
         self.merge_in_background = merge_in_background
 
+    def graph_for(self, segment_chunks: int, index_chunks: int) -> bool:
+        """Whether a new segment gets an HNSW graph: in an index above ``hnsw_threshold`` chunks, every
+        segment of ``HNSW_MIN_SEGMENT`` chunks (or the threshold, when lower) or more, the small ones
+        being searched exactly; below the threshold none (exact search over the whole index is fast
+        there, and exact)."""
+        return index_chunks > self.hnsw_threshold and segment_chunks >= min(HNSW_MIN_SEGMENT, self.hnsw_threshold)
+
     def version(self) -> str | None:
         return current_name(self.index_dir)
 
@@ -487,8 +495,10 @@ class LocalWriter:
         if entries:
             name = new_segment_name()
             content = segment_content(entries, int(meta.model["dim"]))
+            total = sum(r["chunks"] for r in records) + len(content.chunks)
             try:
-                folder = write_segment(self.local.index_dir, name, content, self.local.hnsw_threshold, file_record)
+                folder = write_segment(self.local.index_dir, name, content,
+                                       self.local.graph_for(len(content.chunks), total), file_record)
             except OSError as exc:
                 raise write_error(self.local.index_dir, exc) from exc
             installs.append((folder, name))

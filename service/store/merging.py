@@ -48,7 +48,7 @@ _INSTALL_GIVE_UP = 120.0  # then the merge is dropped (the next commit plans it 
 @dataclass(frozen=True)
 class MergePolicy:
     per_tier: int = 8
-    floor: int = 2_000  # chunks: every segment up to this size is in tier 0
+    floor: int = 8_000  # chunks: every segment up to this size is in tier 0
     max_deleted: float = 0.3
 
     def tier(self, chunks: int) -> int:
@@ -130,7 +130,8 @@ def merge_once(local: LocalStore, plan: Callable[[list[Part]], list[Part]] | Non
         return False
     name = new_segment_name()
     content = merged_content(view, chosen)
-    folder = write_segment(index_dir, name, content, local.hnsw_threshold, file_record)
+    graph = local.graph_for(len(content.chunks), view.size)
+    folder = write_segment(index_dir, name, content, graph, file_record)
     try:
         deadline = time.monotonic() + _INSTALL_GIVE_UP
         while True:

@@ -118,10 +118,11 @@ def temp_folder(index_dir: Path, name: str) -> Path:
     return index_dir / f".tmp-{name}-{os.getpid()}"
 
 
-def write_segment(index_dir: Path, name: str, content: SegmentContent, hnsw_threshold: int,
+def write_segment(index_dir: Path, name: str, content: SegmentContent, graph: bool,
                   file_record: Callable[[Path], dict[str, Any]]) -> Path:
-    """Write a complete, fsynced segment into a temporary folder and return it; the caller moves it
-    into ``segments/`` (``install_segment``) when the manifest that names it is about to be written."""
+    """Write a complete, fsynced segment (with an HNSW graph when ``graph``) into a temporary folder
+    and return it; the caller moves it into ``segments/`` (``install_segment``) when the manifest
+    that names it is about to be written."""
     docs, chunks, vectors = content.docs, content.chunks, content.vectors
     if len(chunks) != len(vectors) or len(chunks) != content.postings.size:
         raise ValueError("chunks, vectors and postings must align row for row")
@@ -132,7 +133,7 @@ def write_segment(index_dir: Path, name: str, content: SegmentContent, hnsw_thre
     try:
         write_meta(tmp / "meta.sqlite", docs, chunks)
         np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
-        kind, vector_files = vector_index.write(tmp, vectors, hnsw_threshold)
+        kind, vector_files = vector_index.write(tmp, vectors, graph)
         posting_files = content.postings.write(tmp / "postings")
         record = {
             "segment_format": SEGMENT_FORMAT, "documents": len(docs), "chunks": len(chunks), "vector_index": kind,
