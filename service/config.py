@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     )
     hnsw_threshold: int = Field(100_000, description="Vectors above which a segment is HNSW, not exact.")
     segments_per_tier: int = Field(
-        8, ge=2, description="Local index: segments of similar size that are merged into one in the background."
+        4, ge=2, description="Local index: segments of similar size that are merged into one in the background."
     )
 
     # --- service -------------------------------------------------------------------------

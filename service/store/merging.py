@@ -47,7 +47,7 @@ _INSTALL_GIVE_UP = 120.0  # then the merge is dropped (the next commit plans it 
 
 @dataclass(frozen=True)
 class MergePolicy:
-    per_tier: int = 8
+    per_tier: int = 4
     floor: int = 8_000  # chunks: every segment up to this size is in tier 0
     max_deleted: float = 0.3
 
