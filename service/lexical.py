@@ -275,13 +275,11 @@ class CorpusStats:
     mean_length: float
 
 
-def bm25_scores(postings: TermPostings, terms: Sequence[str], stats: CorpusStats,
-                df: Mapping[str, int], live: np.ndarray | None) -> np.ndarray:
-    """BM25 of every chunk row of one segment for the query ``terms`` (a repeated term counts again),
-    under the whole index's ``stats`` and document frequencies ``df``; rows not ``live`` score 0."""
-    scores = np.zeros(postings.size, np.float64)
-    if not stats.chunks:
-        return scores.astype(np.float32)
+def bm25_postings(postings: TermPostings, terms: Sequence[str], stats: CorpusStats,
+                  df: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The BM25 weight of every (chunk row, query term) posting of one segment, as (rows, weights):
+    a chunk's score is the sum of its weights (a term repeated in the query counts again). Scored
+    with the whole index's ``stats`` and document frequencies ``df``, not the segment's."""
     norm = BM25_K1 * (1 - BM25_B)
     slope = BM25_K1 * BM25_B / max(stats.mean_length, 1e-9)
     hit_rows: list[np.ndarray] = []
@@ -293,9 +291,6 @@ def bm25_scores(postings: TermPostings, terms: Sequence[str], stats: CorpusStats
         idf = float(bm25_idf(np.asarray(df[term]), stats.chunks))
         hit_rows.append(rows)
         weights.append(idf * tf / (norm + slope * postings.lengths[rows] + tf))
-    if hit_rows:  # one pass over all the query's postings (a term repeated in the query counts again)
-        scores = np.bincount(np.concatenate(hit_rows), weights=np.concatenate(weights),
-                             minlength=postings.size).astype(np.float64)
-    if live is not None:
-        scores[~live] = 0
-    return scores.astype(np.float32)
+    if not hit_rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    return np.concatenate(hit_rows).astype(np.int64), np.concatenate(weights)

@@ -136,11 +136,7 @@ def writer_lock(index_dir: Path, brief: bool = False) -> Iterator[None]:
     key = os.path.realpath(index_dir)
     me = threading.get_ident()
     with _held_changed:
-        if _held.get(key) == me:
-            reentered = True
-        else:
-            reentered = False
-            _held_changed.wait_for(lambda: key not in _brief, timeout=_BRIEF_WAIT)
+        reentered = _held.get(key) == me
     if reentered:
         yield
         return
@@ -150,28 +146,46 @@ def writer_lock(index_dir: Path, brief: bool = False) -> Iterator[None]:
     except OSError as exc:
         raise write_error(index_dir, exc) from exc
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBusy(
-                f"another process is writing the index in {index_dir} (lock held on {index_dir / '.lock'}); "
-                "wait for it to finish"
-            ) from None
+        _acquire(fd, key, brief, index_dir)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         with _held_changed:
             _held[key] = me
-            if brief:
-                _brief.add(key)
         try:
             yield
         finally:
             with _held_changed:
                 _held.pop(key, None)
-                _brief.discard(key)
+                if brief:
+                    _brief.discard(key)
                 _held_changed.notify_all()
     finally:
         os.close(fd)
+
+
+def _acquire(fd: int, key: str, brief: bool, index_dir: Path) -> None:
+    """Take the flock of ``fd`` without blocking; behind a brief holder of this process, wait for it
+    (up to ``_BRIEF_WAIT``) and try again. A brief holder announces itself before it tries, so no
+    writer of this process is refused in the moment between its try and its announcement."""
+    if brief:
+        with _held_changed:
+            _brief.add(key)
+    deadline = time.monotonic() + _BRIEF_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            with _held_changed:
+                if brief:
+                    _brief.discard(key)
+                    _held_changed.notify_all()
+                if brief or key not in _brief or time.monotonic() > deadline:
+                    raise IndexBusy(
+                        f"another process is writing the index in {index_dir} (lock held on "
+                        f"{index_dir / '.lock'}); wait for it to finish"
+                    ) from None
+                _held_changed.wait_for(lambda: key not in _brief, timeout=max(0.0, deadline - time.monotonic()))
 
 
 def commit_manifest(index_dir: Path, manifest: dict[str, Any], installs: Sequence[tuple[Path, str]] = ()) -> str:

@@ -36,7 +36,7 @@ import numpy as np
 from .. import vectors as vector_index
 from ..files import fsync_dir, map_array
 from ..layout import ArrayLayout
-from ..lexical import CorpusStats, LexicalIndex, TermPostings, analyze_query, bm25_scores
+from ..lexical import CorpusStats, LexicalIndex, TermPostings, analyze_query, bm25_postings
 from .base import (
     ChunkRecord,
     ChunkRow,
@@ -346,8 +346,23 @@ class PartsVectors:
         queries = queries.reshape(-1, queries.shape[-1])
         n = min(n, self.total)
         found = []
+        # Exact parts scored whole (all rows, or most of them: deleted or filtered rows dropped after)
+        # in one onnxruntime run; the rest on their own.
+        whole = [(part, mask) for part, mask in zip(self.parts, self.masks, strict=True)
+                 if isinstance(part.segment.vectors, vector_index.ExactIndex) and part.segment.size
+                 and (mask is None or mask.sum() > part.segment.size // 4)]
+        if whole:
+            scored = vector_index.exact_scores_many(queries, [p.segment.matrix for p, _m in whole])
+            for (part, mask), scores in zip(whole, scored, strict=True):
+                if mask is not None:
+                    scores[:, ~mask] = -np.inf
+                ids, top = vector_index.top_n(scores, n)
+                found.append((np.where(np.isfinite(top), ids + part.offset, -1), top))
+        done = {id(p) for p, _m in whole}
         for part, mask in zip(self.parts, self.masks, strict=True):
             seg = part.segment
+            if id(part) in done or not seg.size:
+                continue
             if mask is None:
                 ids, scores = seg.vectors.search(queries, n)
             else:
@@ -364,29 +379,34 @@ class PartsLexical:
 
     def __init__(self, parts: Sequence[Part], masks: Sequence[np.ndarray | None], stats: CorpusStats) -> None:
         self.parts, self.masks, self.stats = parts, masks, stats
+        self.rows = sum(p.segment.size for p in parts)
+        # One mask over every part's rows (None: all searched), so a query is one pass over its postings.
+        self.mask = None if all(m is None for m in masks) else np.concatenate(
+            [m if m is not None else np.ones(p.segment.size, bool) for p, m in zip(parts, masks, strict=True)])
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         terms = analyze_query(query)
         if not self.stats.chunks or not terms or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         df = {t: sum(p.df(t) for p in self.parts) for t in set(terms)}
-        ids: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
-        for part, mask in zip(self.parts, self.masks, strict=True):
-            postings = part.segment.postings
-            if postings is None:
-                continue
-            s = bm25_scores(postings, terms, self.stats, df, mask)
-            hits = np.flatnonzero(s > 0)
-            if len(hits) > n:
-                hits = hits[np.argpartition(-s[hits], n - 1)[:n]]
-            ids.append(hits.astype(np.int64) + part.offset)
-            scores.append(s[hits])
-        if not ids:
+        rows: list[np.ndarray] = []
+        weights: list[np.ndarray] = []
+        for part in self.parts:
+            if part.segment.postings is not None:
+                r, w = bm25_postings(part.segment.postings, terms, self.stats, df)
+                rows.append(r + part.offset)
+                weights.append(w)
+        if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        all_ids, all_scores = np.concatenate(ids), np.concatenate(scores)
-        order = np.lexsort((all_ids, -all_scores))[:n]
-        return all_ids[order], all_scores[order]
+        scores = np.bincount(np.concatenate(rows), weights=np.concatenate(weights), minlength=self.rows)
+        scores = scores.astype(np.float32)
+        if self.mask is not None:
+            scores[~self.mask] = 0
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > n:
+            hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
+        order = hits[np.lexsort((hits, -scores[hits]))]
+        return order.astype(np.int64), scores[order]
 
 
 class PartsLayout:
