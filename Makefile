@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 Q      ?= who visited Myanmar?
 PYTEST_ARGS ?=
 
-.PHONY: install ask index serve mcp test test-llm lint bench bench-quality bench-speed bench-load bench-peers bench-llm bench-filters browser-deps clean
+.PHONY: install ask index serve mcp test test-llm lint bench bench-quality bench-speed bench-load bench-peers bench-llm bench-filters bench-commits browser-deps clean
 
 install: $(STAMP)
 
@@ -71,6 +71,10 @@ bench-quality: install
 
 bench-speed: install
 	$(BIN)/python -m bench.speed $(ARGS)
+	$(BIN)/python -m bench.commits
+
+bench-commits: install  ## one document's commit: segments against a full rewrite; queries over many segments vs merged
+	$(BIN)/python -m bench.commits $(ARGS)
 
 bench-load: install
 	$(BIN)/python -m bench.load $(ARGS)

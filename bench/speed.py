@@ -501,7 +501,7 @@ def bench_seeds_ingest() -> dict[str, Any]:
 def _real_vectors(index: Path) -> np.ndarray:
     from service import store
 
-    return np.load(store.open_snapshot(index).path / "vectors.npy")
+    return np.asarray(store.open_snapshot(index).matrix)
 
 
 def _query_vectors(index: Path, queries: list[str]) -> np.ndarray:
@@ -581,7 +581,7 @@ def _scale_row(size: str, data: np.ndarray, kind: str, qv: np.ndarray, truth: np
         folder = Path(tmp)
         np.save(folder / "vectors.npy", data)
         t = time.perf_counter()
-        written, _files = vectors.write(folder, data, -1 if kind == "hnsw" else len(data))
+        written, _files = vectors.write(folder, data, kind == "hnsw")
         build_s = time.perf_counter() - t
         assert written == kind
         file_mib = sum(f.stat().st_size for f in folder.iterdir()) / 2**20  # vectors.npy (+ HNSW file)

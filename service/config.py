@@ -129,7 +129,10 @@ class Settings(BaseSettings):
     full_checksums: bool = Field(
         True, description="Hash every index file at open; false checks sizes and file edges only (fast `ask`)."
     )
-    hnsw_threshold: int = Field(100_000, description="Vectors above which the index is HNSW, not exact.")
+    hnsw_threshold: int = Field(100_000, description="Vectors above which a segment is HNSW, not exact.")
+    segments_per_tier: int = Field(
+        4, ge=2, description="Local index: segments of similar size that are merged into one in the background."
+    )
 
     # --- service -------------------------------------------------------------------------
     host: str = "127.0.0.1"

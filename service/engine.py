@@ -269,12 +269,15 @@ class Engine:
             from .distributed import DaskEmbedder
 
             with DaskEmbedder.from_settings(self.settings.dask, self.settings) as embedder:
-                return Indexer(self.settings, self.index_dir, embedder=embedder, on_commit=on_commit).sync(
-                    corpus, rebuild=rebuild)
-        torch = self.settings.passage_encoder == "torch"  # the float query graph, if loaded, embeds as torch does
-        passages = self._passage_embedder or (self._embedder if torch else None)
-        return Indexer(self.settings, self.index_dir, embedder=passages, on_commit=on_commit).sync(
-            corpus, rebuild=rebuild)
+                indexer = Indexer(self.settings, self.index_dir, embedder=embedder, on_commit=on_commit)
+                report = indexer.sync(corpus, rebuild=rebuild)
+        else:
+            torch = self.settings.passage_encoder == "torch"  # the float query graph, if loaded, embeds as torch does
+            passages = self._passage_embedder or (self._embedder if torch else None)
+            indexer = Indexer(self.settings, self.index_dir, embedder=passages, on_commit=on_commit)
+            report = indexer.sync(corpus, rebuild=rebuild)
+        indexer.store.settle()  # a one-shot run leaves its index compact (a server merges in the background)
+        return report
 
     def load(self) -> None:
         """Open the index, load the query encoder and page the vectors in now (servers call this at

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 from pathlib import Path
+
+import numpy as np
 
 NAME_MAX = 255  # bytes in one path segment on Linux, macOS and Windows file systems
 
@@ -45,3 +48,19 @@ def atomic_write(target: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+
+
+_NPY_HEADERS = threading.Lock()
+
+
+def map_array(path: Path) -> np.ndarray:
+    """A ``.npy`` file memory-mapped read-only, as a plain ndarray (numpy's memmap subclass costs
+    time on every operation).
+
+    Opens are serialised: numpy parses the header with ``ast.literal_eval``, and CPython 3.11.7's
+    AST constructor keeps a recursion counter per interpreter, so concurrent parses in several
+    threads (a background merge opening segments while requests open the new view) can fail with
+    "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905).
+    """
+    with _NPY_HEADERS:
+        return np.load(path, mmap_mode="r").view(np.ndarray)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .files import map_array
 
 if TYPE_CHECKING:
     import Stemmer  # no type stubs: Any to mypy
@@ -145,11 +148,7 @@ class LexicalIndex:
         if params.get("method", "lucene") not in _SUMMED_METHODS:
             raise ValueError(f"unsupported BM25 variant {params.get('method')!r} in {folder}")
         vocab = json.loads((folder / "vocab.index.json").read_text())
-        # Plain ndarray views of the maps: numpy's memmap subclass costs time on every slice.
-        data, indices, indptr = (
-            np.load(folder / f"{name}.csc.index.npy", mmap_mode="r").view(np.ndarray)
-            for name in ("data", "indices", "indptr")
-        )
+        data, indices, indptr = (map_array(folder / f"{name}.csc.index.npy") for name in ("data", "indices", "indptr"))
         # bm25s's vocabulary also names an empty token that has no row: ids beyond the rows are skipped.
         if len(indptr) < 1 or len(data) != len(indices) or int(indptr[-1]) != len(data):
             raise ValueError(f"the BM25 index in {folder} is inconsistent")
@@ -177,3 +176,121 @@ class LexicalIndex:
             hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
         order = hits[np.argsort(-scores[hits], kind="stable")]
         return order.astype(np.int64), scores[order]
+
+
+# -- BM25 over segments ---------------------------------------------------------------------------------------
+# bm25s's defaults (its "lucene" variant), which the legacy ``LexicalIndex`` files were written with.
+BM25_K1 = 1.5
+BM25_B = 0.75
+
+
+def bm25_idf(df: np.ndarray, n: int) -> np.ndarray:
+    """Lucene's idf: ``ln(1 + (N - df + 0.5) / (df + 0.5))`` (bm25s's "lucene" variant)."""
+    df = np.asarray(df, np.float64)
+    return np.log1p((n - df + 0.5) / (df + 0.5))
+
+
+class TermPostings:
+    """One segment's lexical part: raw term frequencies, so BM25 is scored at query time with the
+    statistics of the whole index (``CorpusStats``), not of the segment.
+
+    A precomputed BM25 weight (what bm25s stores) bakes in the idf and average length of the texts it
+    was built from; an index split into segments, with deleted rows, would then score a passage
+    differently depending on how it happens to be split. Term frequencies and chunk lengths do not
+    depend on anything else, so a search over several segments gives exactly the scores of one
+    merged index. Files (in ``folder``): ``terms.json`` (the vocabulary, in row order),
+    ``indptr.npy`` (int64, a row per term), ``chunks.npy`` (int32, segment-local chunk rows, ascending
+    within a term) and ``tf.npy`` (float32), and ``lengths.npy`` (int32, terms per chunk).
+    """
+
+    def __init__(self, vocab: dict[str, int], indptr: np.ndarray, chunks: np.ndarray, tf: np.ndarray,
+                 lengths: np.ndarray) -> None:
+        self.vocab, self.indptr, self.chunks, self.tf, self.lengths = vocab, indptr, chunks, tf, lengths
+
+    @property
+    def size(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> TermPostings:
+        """The postings of ``texts`` (row ``i`` = chunk ``i``), analysed as every index is."""
+        vocab: dict[str, int] = {}
+        term_ids: list[int] = []
+        lengths = np.zeros(len(texts), np.int32)
+        for i, text in enumerate(texts):
+            terms = analyze(text)
+            lengths[i] = len(terms)
+            term_ids += [vocab.setdefault(t, len(vocab)) for t in terms]
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        return cls.from_pairs(vocab, np.asarray(term_ids, np.int64), rows, np.ones(len(rows), np.float32), lengths)
+
+    @classmethod
+    def from_pairs(cls, vocab: dict[str, int], terms: np.ndarray, rows: np.ndarray, tf: np.ndarray,
+                   lengths: np.ndarray) -> TermPostings:
+        """Postings from (term, chunk row, frequency) triples; repeated pairs are summed."""
+        n = max(len(lengths), 1)
+        key = terms.astype(np.int64) * n + rows.astype(np.int64)
+        unique, inverse = np.unique(key, return_inverse=True)
+        counts = np.bincount(inverse.reshape(-1), weights=tf, minlength=len(unique)).astype(np.float32)
+        indptr = np.searchsorted(unique // n, np.arange(len(vocab) + 1)).astype(np.int64)
+        return cls(vocab, indptr, (unique % n).astype(np.int32), counts, np.asarray(lengths, np.int32))
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(term ids, chunk rows, frequencies) of every posting: what a merge reads."""
+        terms = np.repeat(np.arange(len(self.indptr) - 1, dtype=np.int64), np.diff(self.indptr))
+        return terms, self.chunks.astype(np.int64), self.tf
+
+    def write(self, folder: Path) -> list[str]:
+        """Save into ``folder``; returns the files written (relative to ``folder``'s parent)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        terms = sorted(self.vocab, key=self.vocab.__getitem__)
+        (folder / "terms.json").write_text(json.dumps(terms, ensure_ascii=False))
+        for name, array in (("indptr", self.indptr), ("chunks", self.chunks), ("tf", self.tf),
+                            ("lengths", self.lengths)):
+            np.save(folder / f"{name}.npy", array)
+        return [f"{folder.name}/{f}" for f in ("terms.json", "indptr.npy", "chunks.npy", "tf.npy", "lengths.npy")]
+
+    @classmethod
+    def load(cls, folder: Path) -> TermPostings:
+        terms = json.loads((folder / "terms.json").read_text())
+        indptr, chunks, tf, lengths = (map_array(folder / f"{name}.npy") for name in ("indptr", "chunks", "tf", "lengths"))
+        if len(indptr) != len(terms) + 1 or len(chunks) != len(tf) or int(indptr[-1]) != len(chunks):
+            raise ValueError(f"the term postings in {folder} are inconsistent")
+        return cls({t: i for i, t in enumerate(terms)}, indptr, chunks, tf, lengths)
+
+    def rows_of(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """The chunk rows holding ``term`` and its frequency in each (empty when absent)."""
+        row = self.vocab.get(term)
+        if row is None:
+            return np.zeros(0, np.int32), np.zeros(0, np.float32)
+        a, b = int(self.indptr[row]), int(self.indptr[row + 1])
+        return self.chunks[a:b], self.tf[a:b]
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """What BM25 needs from the whole index: live chunks and their mean length."""
+
+    chunks: int
+    mean_length: float
+
+
+def bm25_postings(postings: TermPostings, terms: Sequence[str], stats: CorpusStats,
+                  df: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The BM25 weight of every (chunk row, query term) posting of one segment, as (rows, weights):
+    a chunk's score is the sum of its weights (a term repeated in the query counts again). Scored
+    with the whole index's ``stats`` and document frequencies ``df``, not the segment's."""
+    norm = BM25_K1 * (1 - BM25_B)
+    slope = BM25_K1 * BM25_B / max(stats.mean_length, 1e-9)
+    hit_rows: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    for term in terms:
+        rows, tf = postings.rows_of(term)
+        if not len(rows) or not df.get(term):
+            continue
+        idf = float(bm25_idf(np.asarray(df[term]), stats.chunks))
+        hit_rows.append(rows)
+        weights.append(idf * tf / (norm + slope * postings.lengths[rows] + tf))
+    if not hit_rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    return np.concatenate(hit_rows).astype(np.int64), np.concatenate(weights)

@@ -134,6 +134,39 @@ def _batch_product(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return _gemm_session().run(None, {"queries": queries, "matrix": matrix})[0]
 
 
+def gemm_many_model(k: int) -> bytes:
+    """``scores_i = queries @ matrix_i.T`` for ``k`` matrices in one ONNX graph (an index made of
+    several segments is scored in one onnxruntime run: each run wakes the thread pool, which on a
+    busy machine costs more than a small segment's product)."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Gemm", ["queries", f"matrix_{i}"], [f"scores_{i}"], transB=1) for i in range(k)]
+    inputs = [helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["batch", "dim"])] + [
+        helper.make_tensor_value_info(f"matrix_{i}", TensorProto.FLOAT, [f"rows_{i}", "dim"]) for i in range(k)]
+    outputs = [helper.make_tensor_value_info(f"scores_{i}", TensorProto.FLOAT, ["batch", f"rows_{i}"])
+               for i in range(k)]
+    model = helper.make_model(helper.make_graph(nodes, f"exact_search_{k}", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@lru_cache(maxsize=32)
+def _gemm_many_session(k: int) -> Any:
+    from .runtime import onnx_session
+
+    return onnx_session(gemm_many_model(k))
+
+
+def exact_scores_many(queries: np.ndarray, matrices: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`exact_scores` for several matrices, in one onnxruntime run."""
+    queries = np.ascontiguousarray(queries, np.float32)
+    if len(matrices) == 1:
+        return [exact_scores(queries, matrices[0])]
+    feed = {"queries": queries, **{f"matrix_{i}": m for i, m in enumerate(matrices)}}
+    return [np.asarray(s, np.float32) for s in _gemm_many_session(len(matrices)).run(None, feed)]
+
+
 def exact_scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """``queries @ matrix.T`` (float32, [len(queries), rows]) in the same GEMM as exact search."""
     if not len(matrix):
@@ -193,10 +226,11 @@ def uses_hnsw(count: int, hnsw_threshold: int) -> bool:
     return count > hnsw_threshold
 
 
-def write(folder: Path, vectors: np.ndarray, hnsw_threshold: int) -> tuple[str, list[str]]:
+def write(folder: Path, vectors: np.ndarray, graph: bool) -> tuple[str, list[str]]:
     """Write the search structures for ``vectors`` into ``folder`` (which already holds
-    ``vectors.npy``); returns the index kind and the files written."""
-    if not uses_hnsw(len(vectors), hnsw_threshold):
+    ``vectors.npy``): an HNSW graph when ``graph``, else nothing (exact search reads the matrix);
+    returns the index kind and the files written."""
+    if not graph:
         return ExactIndex.kind, []
     _faiss().write_index(build_hnsw(vectors), str(folder / FAISS_FILE))
     return HnswIndex.kind, [FAISS_FILE]

@@ -2,7 +2,7 @@
 
 Usage: python -m tests.index_worker CORPUS INDEX
 Env:   KILL_AT=<name>:<n>  kill this process at the n-th call of a write step
-       (rename, replace, write_meta, np_save, fsync_tree, cache_put)
+       (rename, replace, write_meta, np_save, fsync_tree, cache_put; inside merges: merge_write, merge_switch)
 Prints "committed <snapshot> <documents>" after each commit, "done" at the end.
 """
 
@@ -19,6 +19,7 @@ from service import embed_cache, indexer
 from service.config import Settings
 from service.indexer import Indexer
 from service.store import local as store
+from service.store import merging, segments
 from tests.conftest import FakeEmbedder
 
 
@@ -40,11 +41,16 @@ def _arm(kill_at: str) -> None:
     elif name == "replace":
         store.os.replace = wrap(os.replace)
     elif name == "write_meta":
-        store._write_meta = wrap(store._write_meta)
+        segments.write_meta = wrap(segments.write_meta)
     elif name == "np_save":
         store.np.save = wrap(np.save)
     elif name == "fsync_tree":
-        store._fsync_tree = wrap(store._fsync_tree)
+        segments.fsync_tree = wrap(segments.fsync_tree)
+        store.fsync_tree = wrap(store.fsync_tree)
+    elif name == "merge_write":
+        merging.write_segment = wrap(merging.write_segment)
+    elif name == "merge_switch":
+        merging._switch = wrap(merging._switch)
     elif name == "cache_put":
         embed_cache.EmbeddingCache.put_many = wrap(embed_cache.EmbeddingCache.put_many)
     else:
@@ -56,13 +62,16 @@ def main() -> None:
     if os.environ.get("KILL_AT"):
         _arm(os.environ["KILL_AT"])
     settings = Settings(corpus=corpus, index=index, cache_dir=index.parent / "cache",
-                        checkpoint_seconds=float(os.environ.get("CHECKPOINT_SECONDS", "0.03")), embed_batch_size=8)
+                        checkpoint_seconds=float(os.environ.get("CHECKPOINT_SECONDS", "0.03")), embed_batch_size=8,
+                        segments_per_tier=3)  # many merges, so there are merges to kill
 
     def committed(name: str, documents: int) -> None:
         print(f"committed {name} {documents}", flush=True)
 
     indexer.FLUSH_TEXTS = 16  # many small flushes, so there are many commits to kill
-    Indexer(settings, embedder=FakeEmbedder(), progress=False, on_commit=committed).sync(corpus)
+    worker = Indexer(settings, embedder=FakeEmbedder(), progress=False, on_commit=committed)
+    worker.sync(corpus)
+    worker.store.settle()  # as `index` does: the merges its commits started finish before it exits
     print("done", flush=True)
 
 

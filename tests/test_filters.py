@@ -165,7 +165,7 @@ def test_a_filter_nothing_matches_finds_nothing(corpus_engine: tuple[Engine, Set
 
 
 def test_hnsw_index_filters_inside_the_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("service.store.local.SUBSET_EXACT_ROWS", 0)  # the graph, not an exact search of the few
+    monkeypatch.setattr("service.store.segments.SUBSET_EXACT_ROWS", 0)  # the graph, not an exact search of the few
     settings = Settings(corpus=tmp_path / "corpus", index=tmp_path / "index", cache_dir=tmp_path / "cache",
                         hnsw_threshold=10)
     for name, i in FILES.items():
@@ -204,10 +204,7 @@ def test_modified_times_are_recorded_touched_and_upgraded(tmp_path: Path) -> Non
     assert {p.source for p in engine.search("river", 10, {"modified_after": "2024-01-03"})} == {"corpus/a.txt"}
 
     # make the live snapshot look like format 2: no modified column (checksums redone)
-    name = store.current_name(settings.index)
-    assert name is not None
-    folder = settings.index / name
-    as_older_format(folder, 2, "modified")
+    as_older_format(settings.index, 2, "modified", Indexer(settings, embedder=embedder, progress=False).lexical_text)
     old = Engine(settings, embedder=embedder)
     assert all(d.modified is None for d in old.documents()) and old.search("river", 3)
     with pytest.raises(QueryError, match="python -m service index"):

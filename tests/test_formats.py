@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from service import store
 from service.config import Settings
 from service.corpus import CorpusError, document_from_bytes, paragraphs
 from service.engine import Engine
@@ -242,15 +243,16 @@ def test_an_index_without_publication_dates_reads_them_as_unknown_until_html_is_
     name = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus).snapshot
     engine = Engine(settings, embedder=fake_embedder)
     assert engine.document("corpus/news/seals.html").published == "2024-05-14"
-    folder = settings.index / str(name)
-    as_older_format(folder, 3, "published", readers={".html": 1, ".htm": 1})
+    assert name
+    as_older_format(settings.index, 3, "published", Indexer(settings, embedder=fake_embedder, progress=False).lexical_text,
+                    readers={".html": 1, ".htm": 1})
     old = Engine(settings, embedder=fake_embedder)
     assert [d.published for d in old.documents()] == [None, None]
     assert old.document("corpus/news/seals.html").as_dict()["published"] is None
     assert old.search_cited("wardens counted seals", 1)[0].source == "corpus/news/seals.html"
     report = Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
     assert report.changed == ["corpus/news/seals.html"] and report.unchanged == 1
-    assert json.loads((settings.index / str(report.snapshot) / "manifest.json").read_text())["format_version"] == 4
+    assert json.loads((settings.index / str(report.snapshot) / "manifest.json").read_text())["format_version"] == store.FORMAT_VERSION
     assert {d.source: d.published for d in Engine(settings, embedder=fake_embedder).documents()} == {
         "corpus/news/seals.html": "2024-05-14", "corpus/notes.txt": None}
 

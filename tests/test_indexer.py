@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -9,9 +10,10 @@ from service import store
 from service.config import Settings
 from service.engine import Engine
 from service.indexer import Indexer
-from service.store import local
+from service.store import segments
 
 from .conftest import FakeEmbedder, write
+from .old_formats import as_older_format
 
 ARTICLE = "A title line\n\nThe first paragraph talks about apples. Apples are red.\n\nThe second paragraph is about pears."
 
@@ -26,8 +28,8 @@ def test_index_build_and_citation_offsets(settings: Settings, fake_embedder: Fak
     report = sync(settings, fake_embedder)
     assert report.added == ["corpus/a.txt", "corpus/sub/b.txt"] and report.snapshot
     snap = store.open_snapshot(settings.index, fake_embedder.info.sha256)
-    assert snap.size == len(snap.chunk_doc) == snap.vectors.ntotal
-    for row in snap.chunk_rows(range(snap.size)):
+    assert snap.size == snap.rows == snap.vectors.ntotal
+    for row in snap.chunk_rows(range(snap.rows)):
         with open(settings.corpus.parent / row.source, encoding="utf-8", newline="") as f:
             text = f.read()
         assert text[row.char_start : row.char_end] == row.text
@@ -126,12 +128,11 @@ def test_indexes_from_before_the_sentence_setting_are_not_rechunked(settings: Se
 def test_format_1_snapshot_is_still_read(settings: Settings, fake_embedder: FakeEmbedder) -> None:
     """Version 1 named the exact index "flat" (and kept a FAISS copy of it, which is not needed)."""
     write(settings.corpus, "a.txt", ARTICLE)
-    name = sync(settings, fake_embedder).snapshot
+    assert sync(settings, fake_embedder).snapshot
     expected = Engine(settings, embedder=fake_embedder).search("apples")
-    path = settings.index / name / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest.update(format_version=1, vector_index="flat")
-    path.write_text(json.dumps(manifest))
+    folder = as_older_format(settings.index, 1, "modified", Indexer(settings, embedder=fake_embedder,
+                                                                    progress=False).lexical_text)
+    assert json.loads((folder / "manifest.json").read_text())["vector_index"] == "flat"
     assert Engine(settings, embedder=fake_embedder).search("apples") == expected
 
 
@@ -141,8 +142,10 @@ def test_truncated_index_file_is_detected(settings: Settings, fake_embedder: Fak
                                           hnsw_threshold: int) -> None:
     settings = settings.model_copy(update={"hnsw_threshold": hnsw_threshold})
     write(settings.corpus, "a.txt", ARTICLE)
-    name = sync(settings, fake_embedder).snapshot
-    path: Path = settings.index / name / victim
+    sync(settings, fake_embedder)
+    (segment,) = (settings.index / "segments").iterdir()
+    path: Path = segment / victim
+    gc.collect()  # no view of this process keeps the segment open (and checked)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(store.IndexCorrupt, match="rebuild"):
         Engine(settings, embedder=fake_embedder).search("apples")
@@ -185,7 +188,7 @@ def test_unwritable_index_folder_keeps_old_index(settings: Settings, fake_embedd
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(local, "_write_meta", full)
+    monkeypatch.setattr(segments, "write_meta", full)
     with pytest.raises(store.IndexWriteFailed, match="disk is full.*previous index is intact"):
         sync(settings, fake_embedder)
     monkeypatch.undo()
@@ -196,8 +199,10 @@ def test_unwritable_index_folder_keeps_old_index(settings: Settings, fake_embedd
 
 def test_altered_file_is_caught_by_the_full_check(settings: Settings, fake_embedder: FakeEmbedder) -> None:
     write(settings.corpus, "a.txt", ARTICLE)
-    name = sync(settings, fake_embedder).snapshot
-    path: Path = settings.index / name / "vectors.npy"
+    sync(settings, fake_embedder)
+    (segment,) = (settings.index / "segments").iterdir()
+    path: Path = segment / "vectors.npy"
+    gc.collect()  # no view of this process keeps the segment open (and checked)
     data = bytearray(path.read_bytes())
     data[len(data) - 8] ^= 0xFF  # same size, one flipped byte in the last MiB
     path.write_bytes(bytes(data))

@@ -185,7 +185,7 @@ def _search(snap: store.Snapshot, emb: FakeEmbedder, query: str, k: int, fusion:
 
 def test_long_paragraph_is_one_result_and_k_counts_paragraphs(small_index) -> None:
     snap, emb = small_index
-    orchard = {(s, p) for s, p in zip(snap.chunk_doc.tolist(), snap.chunk_paragraph.tolist(), strict=True)}
+    orchard = {(r.source, r.paragraph) for r in snap.chunk_rows(range(snap.rows))}
     assert snap.size > len(orchard), "the long paragraph must be split into several chunks for this test"
     for fusion in FUSIONS:
         results = _search(snap, emb, "harvest of the year, sentence number", 3, fusion)

@@ -172,12 +172,12 @@ def test_a_write_interrupted_inside_the_store_changes_nothing(case: Case, monkey
 
         monkeypatch.setattr(postgres, "window_flags", breaks_second)
     else:
-        from service.store import local
+        from service.store import segments
 
         def full(*args: Any, **kwargs: Any) -> None:
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(local, "_write_meta", full)
+        monkeypatch.setattr(segments, "write_meta", full)
     from service.corpus import document_from_bytes
 
     docs = [document_from_bytes(f"Doc {i}\n\nBody {i} about lighthouses.\n".encode(), f"seeds/new{i}.txt")

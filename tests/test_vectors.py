@@ -70,7 +70,7 @@ def test_concurrent_searches_are_batched_and_each_gets_its_own_results() -> None
 def test_index_kind_is_chosen_by_size(tmp_path: Path, count: int, threshold: int, kind: str) -> None:
     matrix = unit_rows(count)
     np.save(tmp_path / "vectors.npy", matrix)
-    written_kind, files = vectors.write(tmp_path, matrix, threshold)
+    written_kind, files = vectors.write(tmp_path, matrix, vectors.uses_hnsw(count, threshold))
     assert written_kind == kind
     assert (tmp_path / vectors.FAISS_FILE).exists() == (kind == "hnsw") == bool(files)
     index = vectors.open_index(tmp_path, written_kind, np.load(tmp_path / "vectors.npy", mmap_mode="r"))

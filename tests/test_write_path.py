@@ -198,7 +198,7 @@ def test_a_write_that_fails_to_commit_puts_the_corpus_back(site: Site, monkeypat
     def full_disk(index_dir: Path, *args: Any, **kwargs: Any) -> str:
         raise store.write_error(index_dir, OSError(28, "No space left on device"))
 
-    monkeypatch.setattr(local, "write_snapshot", full_disk)
+    monkeypatch.setattr(local, "commit_manifest", full_disk)
     before = site.state()
     for method, path, body in [("PUT", "docs/new/deep/n.txt", b"New\n\nNew text.\n"),
                                ("PUT", A, b"Changed\n\nChanged text.\n"), ("DELETE", "docs/sub/b.txt", b"")]:

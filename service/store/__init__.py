@@ -26,12 +26,12 @@ from .local import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
     Snapshot,
+    commit_manifest,
     current_name,
     open_snapshot,
     read_manifest,
     verify_files,
     write_error,
-    write_snapshot,
     writer_lock,
 )
 
@@ -55,12 +55,12 @@ def open_store(settings: Settings, index_dir: Path | None = None, *, model_sha25
     from .local import LocalStore
 
     return LocalStore(Path(index_dir or settings.index), model_sha256, full_check, settings.hnsw_threshold,
-                      lexical_text)
+                      lexical_text, settings.segments_per_tier)
 
 
 __all__ = [
     "CURRENT", "FORMAT_VERSION", "READABLE_VERSIONS", "ChunkRecord", "ChunkRow", "DocRecord", "IndexBusy",
     "IndexCorrupt", "IndexIncompatible", "IndexMissing", "IndexWriteFailed", "Snapshot", "StoreError",
     "StoreUnavailable", "current_name", "open_snapshot", "read_manifest", "verify_files", "write_error",
-    "write_snapshot", "writer_lock", "open_store",
+    "commit_manifest", "writer_lock", "open_store",
 ]

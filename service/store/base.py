@@ -271,6 +271,11 @@ class Store(Protocol):
         """Where the index lives, for messages (a folder, or a database URL without its password)."""
         ...
 
+    def settle(self) -> None:
+        """Finish the maintenance this process's writes started (the local store's segment merges;
+        nothing for PostgreSQL, which vacuums itself), so that a one-shot command leaves its work done."""
+        ...
+
 
 class RestrictedView:
     """An ``IndexView`` whose searches see only some chunks (a filter's): a store supplies the

@@ -273,6 +273,9 @@ class PostgresStore:
     def describe(self) -> str:
         return redact(self.url) + (f" (schema {self.schema})" if self.schema else "")
 
+    def settle(self) -> None:
+        """Nothing to finish: the database maintains its own tables and indexes."""
+
     @property
     def _lock_key(self) -> str:
         """The writer lock's key: one per namespace (the default keeps the one-number key)."""

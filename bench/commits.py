@@ -1,0 +1,293 @@
+"""What one commit of the local store costs, segments against rewriting the whole index, same run.
+
+    python -m bench.commits                       # SciFact size and ~100k chunks (make bench-commits)
+    python -m bench.commits --sizes scifact,100k,1m
+
+For each size the benchmark builds an index from the SciFact index's own records (documents,
+chunks, vectors: no model work; 100k and 1M add renamed copies of the documents), then measures:
+
+* **one document's PUT and DELETE** at the store (``writer.apply``: what a commit costs besides
+  the model, which is timed apart on the same document's texts): p50 of ``--repeat`` runs, with the
+  bytes the process wrote (``/proc/self/io``) and the bytes of the files the commit added;
+* the same change as a **full rewrite** of the index (every document written again, HNSW rebuilt
+  above the threshold): what every commit cost before segments (format 4), in the same run;
+* **queries** (the service's retrieval, weighted fusion, k=10, SciFact claims embedded once by the
+  query encoder) on the merge policy's worst case (the most segments the policy lets stand, with
+  deleted documents) and on the same documents fully merged, p50/p99 and the ratio; and on the
+  source index itself when it is format 4 (one snapshot, BM25 weights precomputed by bm25s).
+
+At 1M chunks the copies' big segment is searched exactly (``--exact-1m``, the default: building its
+HNSW graph takes about 15 minutes on 2 cores and a commit never touches it). Results go to
+bench/results/commits.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.config import PROJECT_ROOT, Settings
+from service.store.base import DocumentUpsert, IndexMeta
+from service.store.local import LocalStore, open_snapshot
+from service.store.merging import MergePolicy, merge_all
+
+RESULTS = PROJECT_ROOT / "bench" / "results"
+
+
+def log(msg: str) -> None:
+    print(f"[commits] {msg}", file=sys.stderr, flush=True)
+
+
+def written_bytes() -> int:
+    """Bytes this process has caused to be written to storage so far (Linux)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def files_bytes(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+def source_index() -> Path:
+    """The SciFact index of ``make bench-speed``, as it is when one exists (its chunks, vectors and
+    texts are what a commit benchmark needs, whichever chunker version built it), else built."""
+    from service.store import current_name
+
+    from .speed import CACHE, scifact_index
+
+    if current_name(CACHE / "scifact-index") is not None:
+        return CACHE / "scifact-index"
+    return scifact_index()[0]
+
+
+def records(index: Path) -> tuple[IndexMeta, list[DocumentUpsert]]:
+    """The SciFact index's documents as a writer receives them (lexical texts by the indexer's rule)."""
+    from service.indexer import Indexer
+
+    snap = open_snapshot(index)
+    docs, chunks, vectors = snap.all_records()
+    relex = Indexer(Settings(index=index), progress=False).lexical_text
+    by_doc: dict[int, list[int]] = {}
+    for i, c in enumerate(chunks):
+        by_doc.setdefault(c.doc, []).append(i)
+    upserts = []
+    for position, rec in enumerate(docs):
+        rows = by_doc.get(position, [])
+        mine = [chunks[i] for i in rows]
+        upserts.append(DocumentUpsert(rec, mine, np.asarray(vectors[rows]), [relex(rec, c) for c in mine]))
+    meta = snap.meta
+    return IndexMeta(meta.corpus, meta.model, meta.chunking, {}), upserts
+
+
+def copies(upserts: list[DocumentUpsert], chunks: int) -> list[DocumentUpsert]:
+    """``upserts`` and renamed copies of them until about ``chunks`` chunks."""
+    out, total, n = list(upserts), sum(len(u.chunks) for u in upserts), 0
+    while total < chunks:
+        n += 1
+        for u in upserts:
+            if total >= chunks:
+                break
+            out.append(dataclasses.replace(u, doc=dataclasses.replace(u.doc, source=f"copy{n:02d}/{u.doc.source}")))
+            total += len(u.chunks)
+    return out
+
+
+def worst_case_groups(upserts: list[DocumentUpsert], policy: MergePolicy) -> list[list[DocumentUpsert]]:
+    """Documents grouped into the most segments the policy lets stand: ``per_tier - 1`` segments at
+    the top of each tier, from the smallest tier up, the rest in one segment."""
+    groups: list[list[DocumentUpsert]] = []
+    rest = list(upserts)
+    tier = 0
+    while rest:
+        size = policy.floor * policy.per_tier ** tier
+        for _ in range(policy.per_tier - 1):
+            group: list[DocumentUpsert] = []
+            chunks = 0
+            while rest and chunks + len(rest[0].chunks) <= size:
+                chunks += len(rest[0].chunks)
+                group.append(rest.pop(0))
+            if group:
+                groups.append(group)
+        tier += 1
+        if sum(len(u.chunks) for u in rest) <= policy.floor * policy.per_tier ** tier:
+            if rest:
+                groups.append(rest)
+            break
+    return groups
+
+
+def build(folder: Path, meta: IndexMeta, groups: Sequence[list[DocumentUpsert]], hnsw_threshold: int) -> LocalStore:
+    """An index whose segments are exactly ``groups`` (merges held off while it is built)."""
+    local = LocalStore(folder, hnsw_threshold=hnsw_threshold, lexical_text=lambda d, c: c.text,
+                       segments_per_tier=10_000, merge_in_background=False)
+    for group in groups:
+        with local.writer() as writer:
+            writer.apply(meta, group, [])
+    return local
+
+
+def timed_commit(local: LocalStore, meta: IndexMeta, upserts: list[DocumentUpsert], deletes: list[str],
+                 replace_all: bool = False) -> dict[str, float]:
+    before_files, before_io = files_bytes(local.index_dir), written_bytes()
+    t = time.perf_counter()
+    with local.writer() as writer:
+        writer.apply(meta, upserts, deletes, replace_all=replace_all)
+    view = open_snapshot(local.index_dir)  # until a reader sees it
+    seconds = time.perf_counter() - t
+    after_files = files_bytes(local.index_dir)
+    added = sum(size for p, size in after_files.items() if before_files.get(p) != size)
+    del view
+    return {"seconds": seconds, "io_bytes": written_bytes() - before_io, "file_bytes": added}
+
+
+def p50(rows: list[dict[str, float]], key: str) -> float:
+    return float(statistics.median(r[key] for r in rows))
+
+
+def encoder(index: Path) -> Any:
+    """The ONNX query encoder the service exports next to an index."""
+    from service.embedding import OnnxEmbedder, model_info, onnx_path_for
+
+    info = model_info(Settings().model)
+    return OnnxEmbedder(info, onnx_path_for(index, info))
+
+
+def model_seconds(doc: DocumentUpsert, index: Path) -> float:
+    """The ONNX encoder's time on the document's texts: about the model's share of a PUT."""
+    embedder = encoder(index)
+    texts = [c.text for c in doc.chunks]
+    embedder.embed(texts)
+    t = time.perf_counter()
+    for _ in range(3):
+        embedder.embed(texts)
+    return (time.perf_counter() - t) / 3
+
+
+def query_times(view: Any, claims: list[str], vectors: np.ndarray) -> list[float]:
+    from service.retrieval import Retriever
+
+    retriever = Retriever(view, fusion="weighted")
+    out = []
+    for text, v in zip(claims, vectors, strict=True):
+        t = time.perf_counter()
+        retriever.search(text, v, 10)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def bench_size(name: str, meta: IndexMeta, upserts: list[DocumentUpsert], probe: DocumentUpsert, repeat: int,
+               hnsw_threshold: int, claims: list[str], claim_vectors: np.ndarray, root: Path,
+               full_rewrites: int) -> dict[str, Any]:
+    policy = MergePolicy(Settings().segments_per_tier)
+    groups = worst_case_groups(upserts, policy)
+    chunks = sum(len(u.chunks) for u in upserts)
+    log(f"{name}: {len(upserts)} documents, {chunks} chunks in {len(groups)} segments")
+    t = time.perf_counter()
+    local = build(root / name, meta, groups, hnsw_threshold)
+    built = time.perf_counter() - t
+    # the worst case also carries deletions: a few documents of each segment replaced
+    replaced = [g[0] for g in groups if len(g) > 1]
+    with local.writer() as writer:
+        writer.apply(meta, replaced, [])
+    split = open_snapshot(local.index_dir)
+    out: dict[str, Any] = {"documents": len(upserts), "chunks": chunks, "segments_worst_case": len(split.parts),
+                           "build_s": round(built, 1)}
+    shutil.copytree(local.index_dir, root / f"{name}-merged")
+    whole = LocalStore(root / f"{name}-merged", hnsw_threshold=hnsw_threshold, lexical_text=lambda d, c: c.text,
+                       merge_in_background=False)
+    merge_t = time.perf_counter()
+    merge_all(whole)
+    out["merge_all_s"] = round(time.perf_counter() - merge_t, 2)
+    merged = open_snapshot(whole.index_dir)
+    split_q, merged_q = [], []
+    for block in range(0, len(claims), 50):  # alternating blocks: load drift hits both alike
+        for view, times in ((split, split_q), (merged, merged_q)):
+            times += query_times(view, claims[block : block + 50], claim_vectors[block : block + 50])
+    out["queries"] = {"worst_case_p50_ms": pct(split_q, 50), "worst_case_p99_ms": pct(split_q, 99),
+                      "merged_p50_ms": pct(merged_q, 50), "merged_p99_ms": pct(merged_q, 99)}
+    out["queries"]["p50_ratio"] = round(out["queries"]["worst_case_p50_ms"] / out["queries"]["merged_p50_ms"], 3)
+    log(f"{name}: queries {out['queries']}")
+    puts, deletes = [], []
+    for i in range(repeat):
+        doc = dataclasses.replace(probe, doc=dataclasses.replace(probe.doc, source=f"probe/{i}.txt"))
+        puts.append(timed_commit(local, meta, [doc], []))
+        deletes.append(timed_commit(local, meta, [], [doc.doc.source]))
+    out["segments"] = {"put_s": p50(puts, "seconds"), "delete_s": p50(deletes, "seconds"),
+                       "put_io_bytes": p50(puts, "io_bytes"), "put_file_bytes": p50(puts, "file_bytes"),
+                       "delete_io_bytes": p50(deletes, "io_bytes"), "delete_file_bytes": p50(deletes, "file_bytes")}
+    log(f"{name}: segment commit PUT {out['segments']['put_s']:.3f}s DELETE {out['segments']['delete_s']:.3f}s")
+    rewrites = []
+    everything = list(upserts)
+    for i in range(full_rewrites):  # format 4: every commit wrote the whole index again
+        doc = dataclasses.replace(probe, doc=dataclasses.replace(probe.doc, source=f"probe/full{i}.txt"))
+        rewrites.append(timed_commit(local, meta, [*everything, doc], [], replace_all=True))
+    if rewrites:
+        out["full_rewrite"] = {"commit_s": p50(rewrites, "seconds"), "io_bytes": p50(rewrites, "io_bytes"),
+                               "file_bytes": p50(rewrites, "file_bytes"), "runs": len(rewrites)}
+        out["speedup_put"] = round(out["full_rewrite"]["commit_s"] / out["segments"]["put_s"], 1)
+        log(f"{name}: full rewrite {out['full_rewrite']['commit_s']:.2f}s")
+    del split, merged
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="scifact,100k")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--full-rewrites", type=int, default=3)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--hnsw-1m", action="store_true", help="build the 1M index's HNSW graph (~15 min)")
+    args = parser.parse_args(argv)
+    from . import datasets
+
+    index = source_index()
+    meta, upserts = records(index)
+    probe = next(u for u in upserts if 2 <= len(u.chunks) <= 6)
+    claims = [q.text for q in datasets.scifact().queries][: args.queries]
+    settings = Settings()
+    claim_vectors = encoder(index).embed(claims)
+    results: dict[str, Any] = {"machine": os.uname().nodename, "load_before": os.getloadavg()[0],
+                               "model_put_s": round(model_seconds(probe, index), 4),
+                               "probe_chunks": len(probe.chunks), "policy": {"per_tier": settings.segments_per_tier,
+                                                                             "floor": MergePolicy().floor}}
+    sizes: dict[str, Callable[[], list[DocumentUpsert]]] = {
+        "scifact": lambda: upserts, "100k": lambda: copies(upserts, 99_000), "1m": lambda: copies(upserts, 1_000_000)}
+    legacy = open_snapshot(index)
+    if legacy.legacy:  # the same documents in format 4 (BM25 weights precomputed), one snapshot
+        times = query_times(legacy, claims, claim_vectors)
+        results["format4_scifact_queries"] = {"p50_ms": pct(times, 50), "p99_ms": pct(times, 99)}
+    del legacy
+    with tempfile.TemporaryDirectory(prefix="bench-commits-") as tmp:
+        for name in args.sizes.split(","):
+            threshold = settings.hnsw_threshold if name != "1m" or args.hnsw_1m else 10**9
+            results[name] = bench_size(name, meta, sizes[name](), probe, args.repeat, threshold, claims,
+                                       claim_vectors, Path(tmp), args.full_rewrites if name != "1m" else 1)
+            if name == "1m" and not args.hnsw_1m:
+                results[name]["note"] = "the 1M segment searched exactly (no HNSW graph built)"
+    results["load_after"] = os.getloadavg()[0]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "commits.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""Background merges of a local index's segments: a tiered policy keeps their number bounded.
+
+Every commit adds a segment, so without merges a long-lived index would be searched in thousands of
+pieces. A merge reads the live documents of some segments (immutable, so no lock is needed while it
+reads and writes), writes them as one segment, then takes the writer lock for the few milliseconds
+it needs to switch the manifest. Documents deleted from the merged segments while it ran are marked
+deleted in the new one; if a segment it merged is gone (a rebuild), the merge is dropped. A kill at
+any point leaves the previous manifest current; the next commit collects the leftovers.
+
+**Policy** (``MergePolicy``): segments fall into tiers by live size (tier t holds sizes up to
+``floor * per_tier**t`` chunks). When a tier holds ``per_tier`` segments they are merged into one,
+which usually lands one tier up; so an index of N chunks has at most ``(per_tier - 1)`` segments
+per tier, ``log(N / floor) / log(per_tier)`` tiers. A segment with more than ``max_deleted`` of its
+chunks deleted is rewritten on its own. Merged segments above the HNSW threshold get a graph; the
+small ones are searched exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..lexical import TermPostings
+from .base import ChunkRecord, IndexBusy, StoreError
+from .local import commit_manifest, file_record, manifest_for, open_snapshot, writer_lock
+from .segments import Part, SegmentContent, Snapshot, new_segment_name, write_segment
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .local import LocalStore
+
+log = logging.getLogger(__name__)
+
+_INSTALL_RETRY = 0.2  # seconds between tries to take the writer lock for a merge's switch
+_INSTALL_GIVE_UP = 120.0  # then the merge is dropped (the next commit plans it again)
+
+
+@dataclass(frozen=True)
+class MergePolicy:
+    per_tier: int = 4
+    floor: int = 8_000  # chunks: every segment up to this size is in tier 0
+    max_deleted: float = 0.3
+
+    def tier(self, chunks: int) -> int:
+        return max(0, math.ceil(math.log(max(chunks, 1) / self.floor, self.per_tier) - 1e-9))
+
+    def plan(self, parts: list[Part]) -> list[Part]:
+        """The parts to merge next (none: the index is within the policy)."""
+        candidates = [p for p in parts if not p.segment.legacy]
+        tiers: dict[int, list[Part]] = {}
+        for p in candidates:
+            tiers.setdefault(self.tier(p.live_chunks), []).append(p)
+        for t in sorted(tiers):
+            if len(tiers[t]) >= self.per_tier:
+                return sorted(tiers[t], key=lambda p: p.live_chunks)[: self.per_tier]
+        for p in candidates:
+            if p.segment.size and 1 - p.live_chunks / p.segment.size > self.max_deleted:
+                return [p]
+        return []
+
+
+def merged_content(view: Snapshot, chosen: list[Part]) -> SegmentContent:
+    """The live documents of ``chosen`` as one segment's content, sorted by source (as a rebuild
+    writes them), their vectors gathered and their term postings merged without re-analysis."""
+    entries: list[tuple[str, int, int]] = []  # (source, part position, local document)
+    for i, part in enumerate(chosen):
+        entries += [(part.segment.doc_sources[d], i, d) for d in part.live_docs()]
+    entries.sort()
+    new_rows = [np.full(p.segment.size, -1, np.int64) for p in chosen]
+    row = 0
+    for _source, i, d in entries:
+        seg = chosen[i].segment
+        a, b = (int(x) for x in np.searchsorted(seg.chunk_doc, [d, d + 1]))
+        new_rows[i][a:b] = np.arange(row, row + b - a)
+        row += b - a
+    dim = int(view.manifest["model"]["dim"])
+    vectors = np.zeros((row, dim), np.float32)
+    lengths = np.zeros(row, np.int32)
+    vocab: dict[str, int] = {}
+    terms, rows, tfs = [], [], []
+    records = {}
+    for i, part in enumerate(chosen):
+        seg, target = part.segment, new_rows[i]
+        keep = np.flatnonzero(target >= 0)
+        vectors[target[keep]] = seg.matrix[keep]
+        postings = seg.postings
+        if postings is None:
+            raise ValueError("a legacy segment is not merged")
+        lengths[target[keep]] = postings.lengths[keep]
+        remap = np.fromiter((vocab.setdefault(t, len(vocab)) for t in sorted(postings.vocab, key=postings.vocab.__getitem__)),
+                            np.int64, len(postings.vocab))
+        t, r, f = postings.pairs()
+        alive = target[r] >= 0
+        terms.append(remap[t[alive]])
+        rows.append(target[r[alive]])
+        tfs.append(f[alive])
+        for (rec, chunks, _vectors), d in zip(seg.records(part.live_docs()), part.live_docs(), strict=True):
+            records[(i, d)] = (rec, chunks)
+    docs, chunk_records = [], []
+    for position, (_source, i, d) in enumerate(entries):
+        rec, chunks = records[(i, d)]
+        docs.append(rec)
+        chunk_records += [ChunkRecord(position, c.paragraph, c.char_start, c.char_end, c.n_tokens, c.text)
+                          for c in chunks]
+    postings = TermPostings.from_pairs(vocab, np.concatenate(terms) if terms else np.zeros(0, np.int64),
+                                       np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                                       np.concatenate(tfs) if tfs else np.zeros(0, np.float32), lengths)
+    return SegmentContent(docs, chunk_records, vectors, postings)
+
+
+def merge_once(local: LocalStore, plan: Callable[[list[Part]], list[Part]] | None = None) -> bool:
+    """Plan (by the store's policy, or ``plan``) and run one merge; False when there is nothing to
+    merge (or it had to be dropped)."""
+    index_dir = local.index_dir
+    if not index_dir.joinpath("CURRENT").exists():
+        return False
+    view = open_snapshot(index_dir, local.model_sha256, local.full_check)
+    chosen = (plan or local.policy.plan)(view.parts)
+    if not chosen:
+        return False
+    name = new_segment_name()
+    content = merged_content(view, chosen)
+    graph = local.graph_for(len(content.chunks), view.size)
+    folder = write_segment(index_dir, name, content, graph, file_record)
+    try:
+        deadline = time.monotonic() + _INSTALL_GIVE_UP
+        while True:
+            try:
+                with writer_lock(index_dir, brief=True):
+                    return _switch(local, chosen, name, folder, content)
+            except IndexBusy:
+                if time.monotonic() > deadline:
+                    log.info("merge of %d segments dropped: the index stayed busy", len(chosen))
+                    return False
+                time.sleep(_INSTALL_RETRY)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # gone already when it was switched in
+
+
+def merge_all(local: LocalStore) -> bool:
+    """Merge every segment into one, deletions purged (a "force merge": the fully merged state that
+    benchmarks compare against). Waits for this process's background merges first."""
+    settle(local)
+
+    def everything(parts: list[Part]) -> list[Part]:
+        whole = len(parts) == 1 and not parts[0].deleted
+        return [] if whole or any(p.segment.legacy for p in parts) else parts
+
+    return merge_once(local, everything)
+
+
+def _switch(local: LocalStore, chosen: list[Part], name: str, folder: Path, content: SegmentContent) -> bool:
+    """Under the writer lock: replace the merged parts with the new segment in the current manifest."""
+    now = open_snapshot(local.index_dir, local.model_sha256, local.full_check)
+    live = {p.segment.name: p for p in now.parts}
+    if any(p.segment.name not in live for p in chosen):
+        return False  # a rebuild or another merge replaced them meanwhile
+    position = {d.source: i for i, d in enumerate(content.docs)}
+    deleted: set[int] = set()
+    for p in chosen:  # deleted while the merge ran
+        for d in live[p.segment.name].deleted - p.deleted:
+            deleted.add(position[p.segment.doc_sources[d]])
+    merged = {p.segment.name for p in chosen}
+    records, placed = [], False
+    for rec in now.manifest["segments"]:
+        if rec["name"] not in merged:
+            records.append(rec)
+        elif not placed:
+            placed = True
+            records.append(_record(name, content, deleted))
+    if len(deleted) == len(content.docs):
+        records = [r for r in records if r["name"] != name]
+        commit_manifest(local.index_dir, manifest_for(now.manifest, records))
+    else:
+        commit_manifest(local.index_dir, manifest_for(now.manifest, records), [(folder, name)])
+    log.info("merged %d segments (%d chunks) into %s", len(chosen), len(content.chunks), name)
+    return True
+
+
+def _record(name: str, content: SegmentContent, deleted: set[int]) -> dict[str, object]:
+    doc_of = np.fromiter((c.doc for c in content.chunks), np.int64, len(content.chunks))
+    gone = int(np.isin(doc_of, np.fromiter(deleted, np.int64, len(deleted))).sum()) if deleted else 0
+    return {"name": name, "deleted": sorted(deleted), "documents": len(content.docs) - len(deleted),
+            "chunks": len(content.chunks) - gone}
+
+
+# -- running merges -------------------------------------------------------------------------------------------
+_threads: dict[str, threading.Thread] = {}
+_pending: set[str] = set()  # folders with a commit since their merge thread last planned
+_threads_guard = threading.Lock()
+
+
+def _run(local: LocalStore) -> None:
+    """Merge while the policy asks for it; False from ``merge_once`` ends the run."""
+    while True:
+        try:
+            if not merge_once(local):
+                return
+        except (StoreError, OSError, ValueError) as exc:  # the index stays as it was; the next commit retries
+            log.warning("segment merge in %s failed: %s", local.index_dir, exc)
+            return
+
+
+def _background(local: LocalStore, key: str) -> None:
+    while True:
+        _run(local)
+        with _threads_guard:
+            if key not in _pending:
+                _threads.pop(key, None)
+                return
+            _pending.discard(key)
+
+
+def merge_soon(local: LocalStore) -> None:
+    """Run the merges the policy asks for: in a background thread (one per index folder per process),
+    or now when the store merges in the foreground."""
+    if not local.merge_in_background:
+        _run(local)
+        return
+    key = os.path.realpath(local.index_dir)
+    with _threads_guard:
+        if key in _threads:
+            _pending.add(key)  # the running thread plans again before it stops
+            return
+        thread = threading.Thread(target=_background, args=(local, key), name=f"merge {local.index_dir.name}",
+                                  daemon=True)
+        _threads[key] = thread
+        thread.start()
+
+
+def settle(local: LocalStore) -> None:
+    """Wait for this process's merges of ``local``'s folder, then run any the policy still asks for."""
+    key = os.path.realpath(local.index_dir)
+    with _threads_guard:
+        running = _threads.get(key)
+    if running is not None:
+        running.join()
+    _run(local)
