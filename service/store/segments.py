@@ -353,11 +353,12 @@ class PartsVectors:
                  and (mask is None or mask.sum() > part.segment.size // 4)]
         if whole:
             scored = vector_index.exact_scores_many(queries, [p.segment.matrix for p, _m in whole])
-            for (part, mask), scores in zip(whole, scored, strict=True):
+            for (_part, mask), scores in zip(whole, scored, strict=True):
                 if mask is not None:
                     scores[:, ~mask] = -np.inf
-                ids, top = vector_index.top_n(scores, n)
-                found.append((np.where(np.isfinite(top), ids + part.offset, -1), top))
+            columns = np.concatenate([np.arange(p.offset, p.offset + p.segment.size) for p, _m in whole])
+            cols, top = vector_index.top_n(np.concatenate(scored, axis=1), n)  # one selection for them all
+            found.append((np.where(np.isfinite(top), columns[cols], -1), top))
         done = {id(p) for p, _m in whole}
         for part, mask in zip(self.parts, self.masks, strict=True):
             seg = part.segment
