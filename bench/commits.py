@@ -284,7 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results[name]["note"] = "the 1M segment searched exactly (no HNSW graph built)"
     results["load_after"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "commits.json").write_text(json.dumps(results, indent=2))
+    path = RESULTS / "commits.json"
+    if args.sizes != parser.get_default("sizes") and path.exists():  # other sizes: kept from their own run
+        results = {**json.loads(path.read_text()), **{k: v for k, v in results.items() if k in args.sizes.split(",")},
+                   f"run_{'_'.join(args.sizes.split(','))}": {k: v for k, v in results.items()
+                                                              if k not in args.sizes.split(",")}}
+    path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     return 0
 
