@@ -25,7 +25,7 @@ from typing import Any
 
 from service import answer as answer_module
 from service.answer import build_answer
-from service.chunking import sentence_spans
+from service.chunking import _strip, sentence_spans
 from service.config import PROJECT_ROOT, Settings
 from service.corpus import paragraphs
 
@@ -35,14 +35,6 @@ from .reuters import reuters
 
 Spans = list[tuple[int, int]]
 Splitter = Callable[[str], Spans]
-
-
-def _strip(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return a, b
 
 
 def _per_line(split_line: Callable[[str], Spans]) -> Callable[..., Spans]:
