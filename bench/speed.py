@@ -478,14 +478,14 @@ def raw_baseline(corpus: Path, env: dict[str, str] | None = None) -> dict[str, A
 
 
 def bench_ingest(n_docs: int, compare_old: bool = True) -> dict[str, Any]:
-    """Index runs over the first ``n_docs`` SciFact files with the settings (the environment's
-    ASK_* variables apply): the pipeline against, in the same run, the bare model on the distinct
-    texts it runs; and (``compare_old``) torch with separate sentence runs, with its bare
-    ``model.encode`` on its texts."""
+    """Index runs over the first ``n_docs`` SciFact files with the int8 passage encoder (or the one
+    ``ASK_PASSAGE_ENCODER`` names; other ASK_* variables apply too): the pipeline against, in the
+    same run, the bare model on the distinct texts it runs; and (``compare_old``) torch with
+    separate sentence runs, with its bare ``model.encode`` on its texts."""
     from service.embedding import cpu_supports_bf16
 
     corpus = _subset(n_docs)
-    settings = Settings(corpus=corpus)
+    settings = Settings(corpus=corpus, passage_encoder=os.environ.get("ASK_PASSAGE_ENCODER", "onnx-int8"))
     out: dict[str, Any] = {"documents": len(list(corpus.iterdir())), "cpu_bf16": cpu_supports_bf16(),
                            "passage_encoder": settings.passage_encoder, "sentence_vectors": settings.sentence_vectors,
                            "chunk_tokens": settings.chunk_tokens,
