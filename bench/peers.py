@@ -125,6 +125,20 @@ def worker_build(corpus: Path, out: Path, components: str | None) -> dict[str, A
     }
 
 
+def worker_encode(corpus: Path, batch: int) -> dict[str, Any]:
+    """The bare model call under txtai's documents: sentence-transformers' ``encode`` over each
+    file's whole text (truncated to the model's 256 word-pieces, as txtai's vectors are), batches of
+    ``batch``: the raw baseline of txtai's ingest."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = [f.read_text(encoding="utf-8") for f in sorted(corpus.glob("*.txt"))]
+    model = SentenceTransformer(_model_path(), device="cpu")
+    model.encode(texts[:8], batch_size=batch)  # warm up
+    t = time.perf_counter()
+    model.encode(texts, batch_size=batch)
+    return {"texts": len(texts), "seconds": round(time.perf_counter() - t, 2)}
+
+
 def worker_search(index: Path, queries: Path, out: Path, limit: int) -> dict[str, Any]:
     from txtai import Embeddings
 
@@ -157,9 +171,14 @@ def worker_main(argv: Sequence[str]) -> int:
     s.add_argument("queries", type=Path)
     s.add_argument("out", type=Path)
     s.add_argument("--limit", type=int, default=10)
+    e = sub.add_parser("encode")
+    e.add_argument("corpus", type=Path)
+    e.add_argument("--batch", type=int, default=32)
     a = p.parse_args(argv)
     if a.cmd == "build":
         result = worker_build(a.corpus, a.out, a.components)
+    elif a.cmd == "encode":
+        result = worker_encode(a.corpus, a.batch)
     else:
         result = worker_search(a.index, a.queries, a.out, a.limit)
     print(json.dumps(result))
@@ -255,9 +274,9 @@ def cached_build(name: str, key: str, rebuild: bool, build: Callable[[Path], dic
 
 
 # -- indexes -------------------------------------------------------------------------------------
-def build_ask(corpus: Path, folder: Path) -> dict[str, Any]:
+def build_ask(corpus: Path, folder: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     stdout, wall, cpu = run_timed([sys.executable, "-m", "service", "index", "--corpus", str(corpus),
-                                   "--index", str(folder), "--rebuild", "--json"])
+                                   "--index", str(folder), "--rebuild", "--json"], env)
     report = {k: len(v) if isinstance(v, list) else v for k, v in json.loads(stdout).items()}
     return {"ingest_s": round(wall, 2), "ingest_cpu_s": round(cpu, 1), "report": report}
 
@@ -266,6 +285,79 @@ def build_txtai(corpus: Path, folder: Path, components: str | None) -> dict[str,
     args = ["build", str(corpus), str(folder)] + (["--components", components] if components else [])
     info, wall, cpu = run_json(worker_cmd(*args), OFFLINE)
     return {"ingest_s": round(wall, 2), "ingest_cpu_s": round(cpu, 1), **info}
+
+
+# -- ingest in the same run, on the first N files ---------------------------------------------------
+def parse_variants(specs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``name:ASK_X=1,ASK_Y=2`` (``name:`` alone: the defaults) into {name: environment}."""
+    out: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        name, _, assigns = spec.partition(":")
+        out[name] = dict(a.split("=", 1) for a in assigns.split(",") if a)
+    return out or {"default": {}}
+
+
+def ingest_same_run(n_docs: int, rounds: int, variants: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """Ingest of the first ``n_docs`` SciFact files by ask (each variant: its environment settings)
+    and by txtai (default backend), each a new process building a new index, in interleaved rounds
+    (ask variants, then txtai, again) so drift in the machine's load hits every side; beside each,
+    its raw baseline on the same texts: ask's bare ONNX session (or ``model.encode``) over the texts
+    its pipeline runs, txtai's bare ``model.encode`` over its documents."""
+    from .speed import _subset, raw_baseline
+
+    corpus = _subset(n_docs)
+    work = CACHE / "ingest-same-run"
+    warm = work / "warm-corpus"
+    if not warm.exists():  # the encoders' export happens once per machine: not what is timed
+        warm.mkdir(parents=True)
+        for f in sorted(corpus.glob("*.txt"))[:3]:
+            shutil.copyfile(f, warm / f.name)
+    for env in variants.values():
+        build_ask(warm, work / "warm-index", env)
+    sides = [*variants, "txtai"]
+    builds: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    for r in range(rounds):
+        for name in sides:
+            before = load_avg()
+            b = (build_txtai(corpus, work / "txtai", None) if name == "txtai"
+                 else build_ask(corpus, work / f"ask-{name}", variants[name]))
+            b["load_before"] = before
+            builds[name].append(b)
+            log(f"round {r + 1}: {name} ingest {b['ingest_s']:.1f} s (load average {before})")
+    raw_txtai, _, _ = run_json(worker_cmd("encode", str(corpus)), OFFLINE)
+    out: dict[str, Any] = {"documents": n_docs, "rounds": rounds, "variants": variants, "sides": {}}
+    for name in sides:
+        seconds = median([b["ingest_s"] for b in builds[name]])
+        chunks = n_docs if name == "txtai" else builds[name][0]["report"]["chunks_total"]
+        if name == "txtai":
+            raw = {"what": "sentence-transformers model.encode over the documents", **raw_txtai}
+        else:
+            raw = raw_baseline(corpus, variants[name])
+        log(f"{name}: raw {raw}")
+        out["sides"][name] = {
+            "ingest_s": round(seconds, 2), "ingest_runs_s": [b["ingest_s"] for b in builds[name]],
+            "ingest_cpu_s": round(median([b["ingest_cpu_s"] for b in builds[name]]), 1),
+            "load_before": [b["load_before"] for b in builds[name]], "chunks": chunks,
+            "docs_per_s": round(n_docs / seconds, 2), "chunks_per_s": round(chunks / seconds, 1),
+            "raw": {**raw, "docs_per_s": round(n_docs / raw["seconds"], 2),
+                    "chunks_per_s": round(chunks / raw["seconds"], 1)},
+            "over_txtai_time": round(seconds / median([b["ingest_s"] for b in builds["txtai"]]), 3),
+        }
+    return out
+
+
+def ingest_table(r: dict[str, Any]) -> str:
+    lines = ["", f"| ingest, first {r['documents']:,} SciFact files, same run (median of {r['rounds']}) | seconds | "
+             "docs/s | chunks/s | raw baseline on the same texts: seconds (docs/s, chunks/s) | time ÷ txtai's |",
+             "|---|---|---|---|---|---|"]
+    for name, s in r["sides"].items():
+        what = "txtai (each file one text)" if name == "txtai" else (
+            f"ask {name} ({', '.join(f'{k}={v}' for k, v in r['variants'][name].items()) or 'defaults'})")
+        raw = s["raw"]
+        lines.append(f"| {what}: {s['chunks']:,} chunks | {s['ingest_s']} | {s['docs_per_s']} | {s['chunks_per_s']} | "
+                     f"{raw['seconds']} s on {raw['texts']:,} texts ({raw['docs_per_s']}, {raw['chunks_per_s']}) | "
+                     f"{s['over_txtai_time']}× |")
+    return "\n".join(lines)
 
 
 # -- quality -------------------------------------------------------------------------------------
@@ -529,6 +621,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--rebuild", action="store_true", help="rebuild both indexes (measures ingest again)")
     parser.add_argument("--cold-runs", type=int, default=None, help="cold runs per system (default 5, quick 3)")
+    parser.add_argument("--ingest-docs", type=int, default=None,
+                        help="only the ingest comparison, on the first N SciFact files, in one run "
+                             "(written to peers.json under 'ingest_same_run')")
+    parser.add_argument("--rounds", type=int, default=2, help="ingest comparison: interleaved rounds")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="ingest comparison: an ask variant, name:ASK_X=1,ASK_Y=2 (repeatable; default: "
+                             "the defaults)")
     args = parser.parse_args(argv)
 
     from . import datasets
@@ -536,6 +635,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.time()
     versions = ensure_venv()
     log(f"txtai environment: {versions}")
+    if args.ingest_docs:
+        load_start = load_avg()
+        same = ingest_same_run(args.ingest_docs, args.rounds, parse_variants(args.variant))
+        same.update(versions=versions, machine={"cores": os.cpu_count(), "load_average_start": load_start,
+                                                "load_average_end": load_avg()},
+                    measured_at=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=round(time.time() - started, 1))
+        path = RESULTS / "peers.json"
+        merged = json.loads(path.read_text()) if path.exists() else {}
+        merged["ingest_same_run"] = same
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(merged, indent=2))
+        print(ingest_table(same))
+        print(f"\nload average {load_start} at start, {same['machine']['load_average_end']} at end; "
+              f"written to {path} (key 'ingest_same_run')")
+        return 0
     data = datasets.scifact()
     corpus, queries = data.corpus, data.queries
     texts = [q.text for q in queries]

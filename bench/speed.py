@@ -409,71 +409,105 @@ def _timed_sync(settings: Settings, corpus: Path, index: Path) -> dict[str, Any]
             "load_average": round(load, 2), "indexer": indexer}
 
 
-def _raw_onnx(encoder: Any, texts: Sequence[str]) -> float:
-    """Seconds of the bare ONNX session over ``texts`` (tokenize, sort by length, batches of 32
-    padded to their longest, run): the model's own cost, nothing of the pipeline around it."""
-    from service.embedding import WordPieces
+def pipeline_texts(indexer: Any, corpus: Path) -> list[str]:
+    """The distinct texts an index run of ``corpus`` gives the model, one run each: every chunk
+    whose vector is not pooled from its window's run."""
+    from service.corpus import load_document, source_name
+    from service.indexer import _pool_hosts, embed_text
 
+    pooled = indexer._vectors()["sentence_vectors"] == "pooled"
+    with_title = indexer.settings.embed_title
+    runs: dict[str, None] = {}
+    for path in sorted(corpus.iterdir()):
+        doc = load_document(path, source_name(corpus, path), indexer.settings.max_file_bytes)
+        title = indexer._title(doc.title, doc.text)
+        chunks = indexer._chunk(doc)
+        texts = [embed_text(title, c.text, c.paragraph, with_title) for c in chunks]
+        hosts = _pool_hosts(chunks, texts) if pooled else [None] * len(texts)
+        runs.update((t, None) for t, h in zip(texts, hosts, strict=True) if h is None)
+    return list(runs)
+
+
+def raw_seconds(embedder: Any, texts: Sequence[str], batch_size: int = 32) -> float:
+    """Seconds of the bare model over ``texts``, nothing of the pipeline around it: for the ONNX
+    passage encoder its session (tokenize, runs as the pipeline groups them, padded to their
+    longest, run); for torch, sentence-transformers' ``model.encode`` (bf16 autocast as the pipeline)."""
+    from service.embedding import PassageEncoder, WordPieces, token_runs
+
+    if isinstance(embedder, PassageEncoder):
+        t = time.perf_counter()
+        encoded = [(e.ids, e.type_ids) for e in embedder.tokenizer.encode_batch(list(texts))]
+        for run in token_runs([len(ids) for ids, _types in encoded], batch_size):
+            embedder.session.run(["tokens"], WordPieces.pad([encoded[i] for i in run]))
+        return time.perf_counter() - t
+    import torch
+
+    model = embedder.model
     t = time.perf_counter()
-    encoded = sorted(((e.ids, e.type_ids) for e in encoder.tokenizer.encode_batch(list(texts))), key=lambda e: len(e[0]))
-    for i in range(0, len(encoded), 32):
-        encoder.session.run(["tokens"], WordPieces.pad(encoded[i : i + 32]))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=embedder.use_bf16):
+        model.encode(list(texts), batch_size=batch_size, show_progress_bar=False)
     return time.perf_counter() - t
 
 
-def bench_ingest(n_docs: int, compare_old: bool = True) -> dict[str, Any]:
-    """Index runs over the first ``n_docs`` SciFact files: the int8 ONNX pipeline (one run per
-    window, sentence vectors pooled from it) against, in the same run, the bare ONNX session on the
-    distinct texts it runs, and (``compare_old``) the default (sentence-transformers, each sentence
-    its own run) with its bare ``model.encode`` on its texts."""
-    import torch
+def raw_baseline(corpus: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The raw baseline of an index run of ``corpus`` under the settings ``env`` (ASK_* variables
+    over the environment's): the bare model over the distinct texts that run gives it."""
+    import tempfile
 
-    from service.embedding import PassageEncoder, cpu_supports_bf16
-    from service.indexer import embed_text
+    from service.indexer import Indexer
+
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        settings = Settings(corpus=corpus)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with tempfile.TemporaryDirectory() as tmp:
+        indexer = Indexer(settings, Path(tmp), progress=False)
+        texts = pipeline_texts(indexer, corpus)
+        embedder = indexer.embedder
+        embedder.embed(["warm up the model"] * 8)
+        seconds = raw_seconds(embedder, texts, settings.embed_batch_size)
+    what = ("bare ONNX session" if settings.passage_encoder != "torch" else "bare model.encode")
+    return {"what": f"{what} ({settings.passage_encoder}) over the distinct texts the pipeline runs",
+            "texts": len(texts), "seconds": round(seconds, 2)}
+
+
+def bench_ingest(n_docs: int, compare_old: bool = True) -> dict[str, Any]:
+    """Index runs over the first ``n_docs`` SciFact files with the int8 passage encoder (or the one
+    ``ASK_PASSAGE_ENCODER`` names; other ASK_* variables apply too): the pipeline against, in the
+    same run, the bare model on the distinct texts it runs; and (``compare_old``) torch with
+    separate sentence runs, with its bare ``model.encode`` on its texts."""
+    from service.embedding import cpu_supports_bf16
 
     corpus = _subset(n_docs)
-    settings = Settings(corpus=corpus, passage_encoder="onnx-int8", sentence_vectors="pooled")
+    settings = Settings(corpus=corpus, passage_encoder=os.environ.get("ASK_PASSAGE_ENCODER", "onnx-int8"))
     out: dict[str, Any] = {"documents": len(list(corpus.iterdir())), "cpu_bf16": cpu_supports_bf16(),
-                           "passage_encoder": settings.passage_encoder, "sentence_vectors": settings.sentence_vectors}
+                           "passage_encoder": settings.passage_encoder, "sentence_vectors": settings.sentence_vectors,
+                           "chunk_tokens": settings.chunk_tokens,
+                           "chunk_overlap_sentences": settings.chunk_overlap_sentences}
     new = _timed_sync(settings, corpus, CACHE / "ingest-index")
     indexer = new.pop("indexer")
-    encoder = indexer.embedder
-    assert isinstance(encoder, PassageEncoder)
-    # the distinct texts the pipeline ran: every chunk that is not pooled from its window
-    from service.corpus import load_document, source_name
-    from service.indexer import _pool_hosts
-
-    runs: set[str] = set()
-    for path in sorted(corpus.iterdir()):
-        doc = load_document(path, source_name(corpus, path), settings.max_file_bytes)
-        title = indexer._title(doc.title)
-        chunks = indexer._chunk(doc)
-        texts = [embed_text(title, c.text, c.paragraph, settings.embed_title) for c in chunks]
-        runs.update(t for t, h in zip(texts, _pool_hosts(chunks, texts), strict=True) if h is None)
-    raw_seconds = _raw_onnx(encoder, sorted(runs))
+    texts = pipeline_texts(indexer, corpus)
+    raw = raw_seconds(indexer.embedder, texts, settings.embed_batch_size)
     out["pipeline"] = new
-    out["raw_onnx"] = {"texts": len(runs), "seconds": round(raw_seconds, 2),
-                       "docs_per_s": round(new["documents"] / raw_seconds, 2),
-                       "chunks_per_s": round(new["chunks"] / raw_seconds, 1)}
-    out["pipeline_over_raw"] = round(raw_seconds / new["seconds"], 3)
-    log(f"ingest (new): {new} raw {out['raw_onnx']}")
+    out["raw"] = {"texts": len(texts), "seconds": round(raw, 2), "docs_per_s": round(new["documents"] / raw, 2),
+                  "chunks_per_s": round(new["chunks"] / raw, 1)}
+    out["raw_over_pipeline"] = round(raw / new["seconds"], 3)
+    log(f"ingest: {new} raw {out['raw']}")
     if compare_old:
         old_settings = settings.model_copy(update={"passage_encoder": "torch", "sentence_vectors": "separate"})
         old = _timed_sync(old_settings, corpus, CACHE / "ingest-index-old")
         old_indexer = old.pop("indexer")
-        texts_old: list[str] = []
-        for path in sorted(corpus.iterdir()):
-            doc = load_document(path, source_name(corpus, path), settings.max_file_bytes)
-            title = old_indexer._title(doc.title)
-            texts_old += [embed_text(title, c.text, c.paragraph, settings.embed_title) for c in old_indexer._chunk(doc)]
-        model = old_indexer.embedder.model
-        t = time.perf_counter()
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=old_indexer.embedder.use_bf16):
-            model.encode(texts_old, batch_size=settings.embed_batch_size, show_progress_bar=False)
-        raw_old = time.perf_counter() - t
+        texts_old = pipeline_texts(old_indexer, corpus)
+        raw_old = raw_seconds(old_indexer.embedder, texts_old, settings.embed_batch_size)
         out["torch_separate"] = {**old, "raw_encode_seconds": round(raw_old, 2),
-                                   "raw_encode_chunks_per_s": round(len(texts_old) / raw_old, 1)}
-        out["int8_over_torch_time"] = round(new["seconds"] / old["seconds"], 3)
+                                 "raw_encode_chunks_per_s": round(len(texts_old) / raw_old, 1)}
+        out["over_torch_time"] = round(new["seconds"] / old["seconds"], 3)
         log(f"ingest (torch, separate): {out['torch_separate']}")
     return out
 
@@ -876,16 +910,17 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"| server start (to first 200 on /health) | {r['server_start_s']:.2f} s | | |")
     if "ingest" in r and "pipeline" in r["ingest"]:
         g = r["ingest"]
-        p, raw = g["pipeline"], g["raw_onnx"]
+        p, raw = g["pipeline"], g["raw"]
         lines.append(f"| ingest, {p['documents']:,} SciFact files ({p['chunks']:,} chunks, {g['passage_encoder']}, "
                      f"sentences {g['sentence_vectors']}) | {p['seconds']} s: {p['docs_per_s']} docs/s, "
-                     f"{p['chunks_per_s']} chunks/s | bare ONNX session on its {raw['texts']:,} runs {raw['seconds']} s "
-                     f"({raw['docs_per_s']} docs/s, {raw['chunks_per_s']} chunks/s) | {g['pipeline_over_raw']}× |")
+                     f"{p['chunks_per_s']} chunks/s | bare model on its {raw['texts']:,} runs {raw['seconds']} s "
+                     f"({raw['docs_per_s']} docs/s, {raw['chunks_per_s']} chunks/s) | raw ÷ pipeline "
+                     f"{g['raw_over_pipeline']}× |")
         if "torch_separate" in g:
             o = g["torch_separate"]
             lines.append(f"| ingest, the default (torch, separate sentence runs; {o['chunks']:,} chunks) | "
                          f"{o['seconds']} s: {o['docs_per_s']} docs/s, {o['chunks_per_s']} chunks/s | raw model.encode "
-                         f"{o['raw_encode_seconds']} s | int8 pooled / default time {g['int8_over_torch_time']}× |")
+                         f"{o['raw_encode_seconds']} s | time ÷ torch separate {g['over_torch_time']}× |")
     if "seeds_ingest" in r:
         g = r["seeds_ingest"]
         lines.append(f"| `python -m service index` over seeds/ ({g['documents']} files, new process) | first run "

@@ -254,3 +254,17 @@ def test_ingest_with_exported_graphs_does_not_import_torch(tmp_path: Path) -> No
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) > 200 and out[1:] == ["False", "False"]
+
+
+def test_token_runs_cover_every_text_once_under_the_word_piece_budget() -> None:
+    from service.embedding import token_runs
+
+    lengths = [200, 12, 180, 30, 30, 900, 64, 128, 7]
+    runs = token_runs(lengths, max_run=4, max_wordpieces=400)
+    assert sorted(i for run in runs for i in run) == list(range(len(lengths)))
+    for run in runs:
+        assert len(run) <= 4
+        assert len(run) == 1 or len(run) * max(lengths[i] for i in run) <= 400
+        assert [lengths[i] for i in run] == sorted(lengths[i] for i in run)
+    assert [5] in runs  # longer than the budget: a run of its own
+    assert token_runs([], max_run=4) == []
