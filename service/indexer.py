@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHUNKER_VERSION = 3  # 2: sentences of split paragraphs are chunks too; 3: a title only when it looks like one
+CHUNKER_VERSION = 4  # 2: sentences of split paragraphs are chunks too; 3: a title only when it looks like one;
+# 4: dotted initials ("E.F. Hutton") do not end a sentence
 FLUSH_TEXTS = 256  # model runs gathered across documents before one embedding call
 # A pooled sentence vector averages the title line's word-pieces and [CLS]/[SEP] with the sentence's,
 # as the sentence's own run ("title\nsentence") would. On SQuAD (weighted fusion) hit@1 0.8318 with
