@@ -258,6 +258,11 @@ class TermPostings:
             raise ValueError(f"the term postings in {folder} are inconsistent")
         return cls({t: i for i, t in enumerate(terms)}, indptr, chunks, tf, lengths)
 
+    def count(self, term: str) -> int:
+        """How many chunk rows hold ``term``."""
+        row = self.vocab.get(term)
+        return 0 if row is None else int(self.indptr[row + 1] - self.indptr[row])
+
     def rows_of(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """The chunk rows holding ``term`` and its frequency in each (empty when absent)."""
         row = self.vocab.get(term)
@@ -275,22 +280,32 @@ class CorpusStats:
     mean_length: float
 
 
-def bm25_postings(postings: TermPostings, terms: Sequence[str], stats: CorpusStats,
+def bm25_postings(segments: Sequence[tuple[TermPostings, int]], terms: Sequence[str], stats: CorpusStats,
                   df: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The BM25 weight of every (chunk row, query term) posting of one segment, as (rows, weights):
-    a chunk's score is the sum of its weights (a term repeated in the query counts again). Scored
-    with the whole index's ``stats`` and document frequencies ``df``, not the segment's."""
+    """The BM25 weight of every (chunk row, query term) posting of some segments, each given with the
+    row its chunks start at, as (rows, weights): a chunk's score is the sum of its weights (a term
+    repeated in the query counts again). Scored with the whole index's ``stats`` and document
+    frequencies ``df``, not a segment's; each term's weights are computed once for all segments."""
     norm = BM25_K1 * (1 - BM25_B)
     slope = BM25_K1 * BM25_B / max(stats.mean_length, 1e-9)
     hit_rows: list[np.ndarray] = []
     weights: list[np.ndarray] = []
     for term in terms:
-        rows, tf = postings.rows_of(term)
-        if not len(rows) or not df.get(term):
+        if not df.get(term):
+            continue
+        rows, tf, lengths = [], [], []
+        for postings, offset in segments:
+            r, f = postings.rows_of(term)
+            if len(r):
+                rows.append(r + offset)
+                tf.append(f)
+                lengths.append(postings.lengths[r])
+        if not rows:
             continue
         idf = float(bm25_idf(np.asarray(df[term]), stats.chunks))
-        hit_rows.append(rows)
-        weights.append(idf * tf / (norm + slope * postings.lengths[rows] + tf))
+        f = np.concatenate(tf)
+        hit_rows.append(np.concatenate(rows))
+        weights.append(idf * f / (norm + slope * np.concatenate(lengths) + f))
     if not hit_rows:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
     return np.concatenate(hit_rows).astype(np.int64), np.concatenate(weights)

@@ -303,8 +303,7 @@ class Part:
         if postings is None:
             return 0
         if self.live is None:
-            rows, _ = postings.rows_of(term)
-            return len(rows)
+            return postings.count(term)
         found = self._df.get(term)
         if found is None:
             rows, _ = postings.rows_of(term)
@@ -356,9 +355,11 @@ class PartsVectors:
             for (_part, mask), scores in zip(whole, scored, strict=True):
                 if mask is not None:
                     scores[:, ~mask] = -np.inf
-            columns = np.concatenate([np.arange(p.offset, p.offset + p.segment.size) for p, _m in whole])
             cols, top = vector_index.top_n(np.concatenate(scored, axis=1), n)  # one selection for them all
-            found.append((np.where(np.isfinite(top), columns[cols], -1), top))
+            starts = np.cumsum([0] + [p.segment.size for p, _m in whole])  # column where each part starts
+            which = np.searchsorted(starts, cols, side="right") - 1
+            offsets = np.array([p.offset for p, _m in whole], np.int64)
+            found.append((np.where(np.isfinite(top), offsets[which] + cols - starts[which], -1), top))
         done = {id(p) for p, _m in whole}
         for part, mask in zip(self.parts, self.masks, strict=True):
             seg = part.segment
@@ -390,16 +391,11 @@ class PartsLexical:
         if not self.stats.chunks or not terms or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         df = {t: sum(p.df(t) for p in self.parts) for t in set(terms)}
-        rows: list[np.ndarray] = []
-        weights: list[np.ndarray] = []
-        for part in self.parts:
-            if part.segment.postings is not None:
-                r, w = bm25_postings(part.segment.postings, terms, self.stats, df)
-                rows.append(r + part.offset)
-                weights.append(w)
-        if not rows:
+        rows, weights = bm25_postings([(p.segment.postings, p.offset) for p in self.parts
+                                       if p.segment.postings is not None], terms, self.stats, df)
+        if not len(rows):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = np.bincount(np.concatenate(rows), weights=np.concatenate(weights), minlength=self.rows)
+        scores = np.bincount(rows, weights=weights, minlength=self.rows)
         scores = scores.astype(np.float32)
         if self.mask is not None:
             scores[~self.mask] = 0
@@ -424,15 +420,20 @@ class PartsLayout:
         self.paragraphs = np.concatenate(keys) if keys else np.zeros(0, np.int64)
 
     def windows_holding(self, best: Sequence[int], rank: Callable[[], Mapping[int, float]]) -> list[int]:
-        out = []
-        for b in best:
-            i = int(np.searchsorted(self.starts, b, side="right")) - 1
+        """Each part's layout answers for its own chunks (one call per part holding some of ``best``)."""
+        ids = np.asarray(best, np.int64)
+        where = np.searchsorted(self.starts, ids, side="right") - 1
+        out = [0] * len(ids)
+        for i in np.unique(where).tolist():
             off = int(self.starts[i])
+            positions = np.flatnonzero(where == i).tolist()
 
             def local_rank(off: int = off) -> Mapping[int, float]:
                 return {k - off: v for k, v in rank().items()}
 
-            out.append(self.parts[i].segment.layout().windows_holding([int(b) - off], local_rank)[0] + off)
+            held = self.parts[i].segment.layout().windows_holding([int(ids[j]) - off for j in positions], local_rank)
+            for j, window in zip(positions, held, strict=True):
+                out[j] = window + off
         return out
 
 
