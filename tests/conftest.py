@@ -8,6 +8,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,6 +59,17 @@ def write(folder: Path, name: str, content: str | bytes) -> Path:
     else:
         path.write_text(content, encoding="utf-8")
     return path
+
+
+def indexed(settings: Settings, embedder: FakeEmbedder, articles: dict[str, str]) -> Any:
+    """``articles`` (name -> text) written into the corpus and indexed; the index's snapshot, opened."""
+    from service import store
+    from service.indexer import Indexer
+
+    for name, text in articles.items():
+        write(settings.corpus, name, text)
+    Indexer(settings, embedder=embedder, progress=False).sync(settings.corpus)
+    return store.open_snapshot(settings.index, embedder.info.sha256)
 
 
 @pytest.fixture(scope="session")

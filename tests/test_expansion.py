@@ -7,11 +7,10 @@ import pytest
 from service import store
 from service.config import Settings
 from service.expansion import proximity_rescore, rm3_query
-from service.indexer import Indexer
 from service.lexical import analyze_query
 from service.retrieval import Retriever
 
-from .conftest import FakeEmbedder, write
+from .conftest import FakeEmbedder, indexed
 
 ARTICLES = {
     "tanker.txt": "Port news\n\nThe tanker ran aground near the refinery. The tanker lost its steering.\n\n"
@@ -23,10 +22,7 @@ ARTICLES = {
 
 @pytest.fixture
 def snap(settings: Settings, fake_embedder: FakeEmbedder) -> store.Snapshot:
-    for name, text in ARTICLES.items():
-        write(settings.corpus, name, text)
-    Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
-    return store.open_snapshot(settings.index, fake_embedder.info.sha256)
+    return indexed(settings, fake_embedder, ARTICLES)
 
 
 def test_rm3_keeps_the_question_and_adds_words_of_the_top_chunks(snap: store.Snapshot) -> None:

@@ -20,7 +20,7 @@ from service.indexer import Indexer
 from service.rerank import Reranker, load_reranker, passage_text, resolve_reranker_dir
 from service.retrieval import Passage, Retriever
 
-from .conftest import FakeEmbedder, write
+from .conftest import FakeEmbedder, indexed, write
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -64,10 +64,7 @@ ARTICLES = {f"{name}.txt": f"{name.title()}\n\nThe {name} grows in the garden ne
 
 @pytest.fixture
 def snapshot(settings: Settings, fake_embedder: FakeEmbedder) -> store.Snapshot:
-    for name, text in ARTICLES.items():
-        write(settings.corpus, name, text)
-    Indexer(settings, embedder=fake_embedder, progress=False).sync(settings.corpus)
-    return store.open_snapshot(settings.index, fake_embedder.info.sha256)
+    return indexed(settings, fake_embedder, ARTICLES)
 
 
 def test_retriever_applies_the_reranker_to_the_top_paragraphs(snapshot, fake_embedder: FakeEmbedder) -> None:
