@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.lexical import STOPWORDS_EN, LexicalIndex, analyze
+from service.lexical import STOPWORDS_EN, CorpusStats, LexicalIndex, TermPostings, analyze, bm25_postings
 
 TEXTS = [
     "Liu Zhongyi visited Myanmar to discuss scam centres along the border.",
@@ -42,6 +42,31 @@ def test_scores_match_bm25s(saved: Path, query: str) -> None:
     terms = analyze(query)
     expected = reference.get_scores_from_ids(reference.get_tokens_ids(terms)) if terms else np.zeros(len(TEXTS))
     got = LexicalIndex.load(saved).scores(terms)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("query", ["scam centres in Myanmar", "apples", "apples apples police", "Myawaddy",
+                                   "zebra", "Liu Zhongyi police Myanmar apples orchard"])
+@pytest.mark.parametrize("split", [None, 2, 4])
+def test_term_postings_score_as_bm25s(saved: Path, query: str, split: int | None, tmp_path: Path) -> None:
+    """Format 5 scores BM25 at query time from term frequencies; over one segment or split into two,
+    with the whole index's statistics, every chunk scores what bm25s gives the whole corpus."""
+    import bm25s
+
+    reference = bm25s.BM25.load(str(saved))
+    terms = analyze(query)
+    expected = reference.get_scores_from_ids(reference.get_tokens_ids(terms)) if terms else np.zeros(len(TEXTS))
+    parts = [TEXTS] if split is None else [TEXTS[:split], TEXTS[split:]]
+    segments = []
+    for i, texts in enumerate(parts):
+        TermPostings.build(texts).write(tmp_path / f"p{i}")
+        segments.append(TermPostings.load(tmp_path / f"p{i}"))
+    lengths = np.concatenate([p.lengths for p in segments])
+    stats = CorpusStats(len(TEXTS), float(lengths.mean()))
+    df = {t: sum(p.count(t) for p in segments) for t in set(terms)}
+    offsets = np.cumsum([0] + [p.size for p in segments])[:-1].tolist()
+    rows, weights = bm25_postings(list(zip(segments, offsets, strict=True)), terms, stats, df)
+    got = np.bincount(rows, weights=weights, minlength=len(TEXTS))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
