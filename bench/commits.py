@@ -76,21 +76,9 @@ def source_index() -> Path:
 
 def records(index: Path) -> tuple[IndexMeta, list[DocumentUpsert]]:
     """The SciFact index's documents as a writer receives them (lexical texts by the indexer's rule)."""
-    from service.indexer import Indexer
+    from .quality import index_records
 
-    snap = open_snapshot(index)
-    docs, chunks, vectors = snap.all_records()
-    relex = Indexer(Settings(index=index), progress=False).lexical_text
-    by_doc: dict[int, list[int]] = {}
-    for i, c in enumerate(chunks):
-        by_doc.setdefault(c.doc, []).append(i)
-    upserts = []
-    for position, rec in enumerate(docs):
-        rows = by_doc.get(position, [])
-        mine = [chunks[i] for i in rows]
-        upserts.append(DocumentUpsert(rec, mine, np.asarray(vectors[rows]), [relex(rec, c) for c in mine]))
-    meta = snap.meta
-    return IndexMeta(meta.corpus, meta.model, meta.chunking, {}), upserts
+    return index_records(index, Settings(index=index))
 
 
 def copies(upserts: list[DocumentUpsert], chunks: int) -> list[DocumentUpsert]:

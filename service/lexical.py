@@ -106,6 +106,16 @@ def analyze_query(text: str) -> list[str]:
     return analyze(" ".join(w for w in _WORD.findall(text.lower()) if w not in QUERY_STOPWORDS))
 
 
+def top_hits(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best chunks of a BM25 score array (only those scoring above 0), best first, ties by
+    the smaller id."""
+    hits = np.flatnonzero(scores > 0)
+    if len(hits) > n:
+        hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
+    order = hits[np.lexsort((hits, -scores[hits]))]
+    return order.astype(np.int64), scores[order]
+
+
 class LexicalIndex:
     """A BM25 index over the chunk texts: built and saved by ``bm25s``, searched from its files.
 
@@ -170,12 +180,7 @@ class LexicalIndex:
         terms = analyze_query(query)
         if not self.num_docs or not terms:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = self.scores(terms)
-        hits = np.flatnonzero(scores > 0)
-        if len(hits) > n:
-            hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
-        order = hits[np.argsort(-scores[hits], kind="stable")]
-        return order.astype(np.int64), scores[order]
+        return top_hits(self.scores(terms), n)
 
 
 # -- BM25 over segments ---------------------------------------------------------------------------------------

@@ -383,12 +383,13 @@ def segment_content(entries: Sequence[Entry], dim: int) -> SegmentContent:
                           TermPostings.build([t for e in ordered for t in e[3]]))
 
 
-def part_record(part_name: str, segment: Segment, deleted: set[int] | frozenset[int]) -> dict[str, Any]:
-    """A segment's entry in a manifest: its name, the documents deleted from it, what stays live."""
-    gone = np.isin(segment.chunk_doc, np.fromiter(deleted, np.int64, len(deleted))) if deleted else None
-    chunks = segment.size - (int(gone.sum()) if gone is not None else 0)
-    return {"name": part_name, "deleted": sorted(deleted), "documents": len(segment.doc_sources) - len(deleted),
-            "chunks": chunks}
+def part_record(part_name: str, chunk_doc: np.ndarray, documents: int,
+                deleted: set[int] | frozenset[int] = frozenset()) -> dict[str, Any]:
+    """A segment's entry in a manifest: its name, the documents deleted from it (local ids), and what
+    stays live (``chunk_doc``: each chunk's document; ``documents``: how many the segment holds)."""
+    gone = int(np.isin(chunk_doc, np.fromiter(deleted, np.int64, len(deleted))).sum()) if deleted else 0
+    return {"name": part_name, "deleted": sorted(deleted), "documents": documents - len(deleted),
+            "chunks": len(chunk_doc) - gone}
 
 
 def manifest_for(base: Mapping[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -503,7 +504,8 @@ class LocalWriter:
             for part in prev.parts:
                 gone = deleted[id(part)]
                 if len(gone) < len(part.segment.doc_sources):  # a segment with nothing live is dropped
-                    records.append(part_record(part.segment.name, part.segment, gone))
+                    records.append(part_record(part.segment.name, part.segment.chunk_doc,
+                                               len(part.segment.doc_sources), gone))
         base = {"corpus": meta.corpus, "model": meta.model, "chunking": meta.chunking, **meta.extra}
         installs: list[tuple[Path, str]] = []
         if entries:
@@ -516,8 +518,7 @@ class LocalWriter:
             except OSError as exc:
                 raise write_error(self.local.index_dir, exc) from exc
             installs.append((folder, name))
-            records.append({"name": name, "deleted": [], "documents": len(content.docs),
-                            "chunks": len(content.chunks)})
+            records.append(part_record(name, content.chunk_doc(), len(content.docs)))
         manifest = manifest_for(base, records)
         version = commit_manifest(self.local.index_dir, manifest, installs)
         self.local.merge_soon()

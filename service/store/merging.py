@@ -31,7 +31,7 @@ import numpy as np
 
 from ..lexical import TermPostings
 from .base import ChunkRecord, IndexBusy, StoreError
-from .local import commit_manifest, file_record, manifest_for, open_snapshot, writer_lock
+from .local import commit_manifest, file_record, manifest_for, open_snapshot, part_record, writer_lock
 from .segments import Part, SegmentContent, Snapshot, new_segment_name, write_segment
 
 if TYPE_CHECKING:
@@ -73,8 +73,9 @@ def merged_content(view: Snapshot, chosen: list[Part]) -> SegmentContent:
     """The live documents of ``chosen`` as one segment's content, sorted by source (as a rebuild
     writes them), their vectors gathered and their term postings merged without re-analysis."""
     entries: list[tuple[str, int, int]] = []  # (source, part position, local document)
+    live = [part.live_docs() for part in chosen]
     for i, part in enumerate(chosen):
-        entries += [(part.segment.doc_sources[d], i, d) for d in part.live_docs()]
+        entries += [(part.segment.doc_sources[d], i, d) for d in live[i]]
     entries.sort()
     new_rows = [np.full(p.segment.size, -1, np.int64) for p in chosen]
     row = 0
@@ -104,8 +105,8 @@ def merged_content(view: Snapshot, chosen: list[Part]) -> SegmentContent:
         terms.append(remap[t[alive]])
         rows.append(target[r[alive]])
         tfs.append(f[alive])
-        for (rec, chunks, _vectors), d in zip(seg.records(part.live_docs()), part.live_docs(), strict=True):
-            records[(i, d)] = (rec, chunks)
+        for (rec, chunks, _rows), d in zip(seg.documents(live[i]), live[i], strict=True):
+            records[(i, d)] = (rec, chunks)  # the vectors were gathered above, all at once
     docs, chunk_records = [], []
     for position, (_source, i, d) in enumerate(entries):
         rec, chunks = records[(i, d)]
@@ -177,7 +178,7 @@ def _switch(local: LocalStore, chosen: list[Part], name: str, folder: Path, cont
             records.append(rec)
         elif not placed:
             placed = True
-            records.append(_record(name, content, deleted))
+            records.append(part_record(name, content.chunk_doc(), len(content.docs), deleted))
     if len(deleted) == len(content.docs):
         records = [r for r in records if r["name"] != name]
         commit_manifest(local.index_dir, manifest_for(now.manifest, records))
@@ -185,13 +186,6 @@ def _switch(local: LocalStore, chosen: list[Part], name: str, folder: Path, cont
         commit_manifest(local.index_dir, manifest_for(now.manifest, records), [(folder, name)])
     log.info("merged %d segments (%d chunks) into %s", len(chosen), len(content.chunks), name)
     return True
-
-
-def _record(name: str, content: SegmentContent, deleted: set[int]) -> dict[str, object]:
-    doc_of = np.fromiter((c.doc for c in content.chunks), np.int64, len(content.chunks))
-    gone = int(np.isin(doc_of, np.fromiter(deleted, np.int64, len(deleted))).sum()) if deleted else 0
-    return {"name": name, "deleted": sorted(deleted), "documents": len(content.docs) - len(deleted),
-            "chunks": len(content.chunks) - gone}
 
 
 # -- running merges -------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import numpy as np
 from .. import vectors as vector_index
 from ..files import fsync_dir, map_array
 from ..layout import ArrayLayout
-from ..lexical import CorpusStats, LexicalIndex, TermPostings, analyze_query, bm25_postings
+from ..lexical import CorpusStats, LexicalIndex, TermPostings, analyze_query, bm25_postings, top_hits
 from .base import (
     ChunkRecord,
     ChunkRow,
@@ -79,6 +79,10 @@ class SegmentContent:
     chunks: list[ChunkRecord]
     vectors: np.ndarray
     postings: TermPostings
+
+    def chunk_doc(self) -> np.ndarray:
+        """Each chunk's document (its position in ``docs``), as a segment's ``chunk_doc`` reads it."""
+        return np.fromiter((c.doc for c in self.chunks), np.int64, len(self.chunks))
 
 
 def new_segment_name() -> str:
@@ -219,6 +223,12 @@ class Segment:
 
     def records(self, docs: Sequence[int]) -> Iterator[tuple[DocRecord, list[ChunkRecord], np.ndarray]]:
         """Documents (local ids, ascending), each with its chunks (``doc`` = 0) and their vectors."""
+        dim = self.matrix.shape[1]
+        for rec, chunks, ids in self.documents(docs):
+            yield rec, chunks, np.asarray(self.matrix[ids], np.float32).reshape(len(ids), dim)
+
+    def documents(self, docs: Sequence[int]) -> Iterator[tuple[DocRecord, list[ChunkRecord], np.ndarray]]:
+        """Documents (local ids, ascending), each with its chunks (``doc`` = 0) and their rows."""
         docs = sorted(docs)
         for a in range(0, len(docs), 500):
             batch = docs[a : a + 500]
@@ -231,9 +241,8 @@ class Segment:
                 by_doc.setdefault(r[0], []).append(r)
             for rec in records:
                 rows = by_doc.get(rec[0], [])
-                ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
                 yield (DocRecord(*rec[1:]), [ChunkRecord(0, *r[2:]) for r in rows],
-                       np.asarray(self.matrix[ids], np.float32).reshape(len(rows), self.matrix.shape[1]))
+                       np.fromiter((r[1] for r in rows), np.int64, len(rows)))
 
     def close(self) -> None:
         self._db.close()
@@ -395,15 +404,10 @@ class PartsLexical:
                                        if p.segment.postings is not None], terms, self.stats, df)
         if not len(rows):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = np.bincount(rows, weights=weights, minlength=self.rows)
-        scores = scores.astype(np.float32)
+        scores = np.bincount(rows, weights=weights, minlength=self.rows).astype(np.float32)
         if self.mask is not None:
             scores[~self.mask] = 0
-        hits = np.flatnonzero(scores > 0)
-        if len(hits) > n:
-            hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
-        order = hits[np.lexsort((hits, -scores[hits]))]
-        return order.astype(np.int64), scores[order]
+        return top_hits(scores, n)
 
 
 class PartsLayout:
@@ -451,6 +455,7 @@ class Snapshot:
         for p in parts:
             p.offset = offset
             offset += p.segment.size
+        self._starts = np.array([p.offset for p in parts], np.int64)
         self.rows = offset  # chunk ids run from 0 to rows - 1 (deleted rows included)
         self.live_chunks = sum(p.live_chunks for p in parts)
         self.legacy = any(p.segment.legacy for p in parts)
@@ -502,8 +507,7 @@ class Snapshot:
         return layout
 
     def _locate(self, ids: Sequence[int]) -> list[tuple[Part, int]]:
-        starts = np.array([p.offset for p in self.parts], np.int64)
-        where = np.searchsorted(starts, np.asarray(ids, np.int64), side="right") - 1
+        where = np.searchsorted(self._starts, np.asarray(ids, np.int64), side="right") - 1
         return [(self.parts[int(w)], int(i) - self.parts[int(w)].offset) for w, i in zip(where, ids, strict=True)]
 
     def similarity(self, query_vector: np.ndarray, ids: Sequence[int]) -> np.ndarray:
@@ -685,8 +689,4 @@ class SubsetLexical:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores = self.whole.scores(terms)
         scores[~self.mask] = 0
-        hits = np.flatnonzero(scores > 0)
-        if len(hits) > n:
-            hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
-        order = hits[np.argsort(-scores[hits], kind="stable")]
-        return order.astype(np.int64), scores[order]
+        return top_hits(scores, n)
