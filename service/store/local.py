@@ -492,15 +492,19 @@ class LocalWriter:
                 entries.append((rec, chunks, vecs, [relex(rec, c) for c in chunks]))
         elif prev is not None:
             deleted = {id(p): set(p.deleted) for p in prev.parts}
+            touched: dict[int, list[int]] = {}  # part -> its touched documents
             for source in changed | touch.keys():
                 found = prev.locate(source)
                 if found is not None:
                     deleted[id(found[0])].add(found[1])
-            if touch:  # content unchanged: copied into the new segment with the new time, not re-embedded
+                    if source in touch:
+                        touched.setdefault(id(found[0]), []).append(found[1])
+            if touched:  # content unchanged: copied into the new segment with the new time, not re-embedded
                 relex = self._relex()
-                for rec, chunks, vecs in prev.iter_records(skip=set(prev.hashes()) - touch.keys()):
-                    rec = dataclasses.replace(rec, modified=touch[rec.source])
-                    entries.append((rec, chunks, vecs, [relex(rec, c) for c in chunks]))
+                for part in prev.parts:
+                    for rec, chunks, vecs in part.segment.records(touched.get(id(part), [])):
+                        rec = dataclasses.replace(rec, modified=touch[rec.source])
+                        entries.append((rec, chunks, vecs, [relex(rec, c) for c in chunks]))
             for part in prev.parts:
                 gone = deleted[id(part)]
                 if len(gone) < len(part.segment.doc_sources):  # a segment with nothing live is dropped
