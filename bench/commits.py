@@ -206,6 +206,8 @@ def bench_size(name: str, meta: IndexMeta, upserts: list[DocumentUpsert], probe:
     out["merge_all_s"] = round(time.perf_counter() - merge_t, 2)
     merged = open_snapshot(whole.index_dir)
     split_q, merged_q = [], []
+    for view in (split, merged):  # both opened and warm, as a serving process's views are
+        query_times(view, claims[:10], claim_vectors[:10])
     for block in range(0, len(claims), 50):  # alternating blocks: load drift hits both alike
         for view, times in ((split, split_q), (merged, merged_q)):
             times += query_times(view, claims[block : block + 50], claim_vectors[block : block + 50])

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -285,32 +286,40 @@ class CorpusStats:
     mean_length: float
 
 
-def bm25_postings(segments: Sequence[tuple[TermPostings, int]], terms: Sequence[str], stats: CorpusStats,
-                  df: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+def bm25_postings(segments: Sequence[tuple[TermPostings, int, np.ndarray | None]], terms: Sequence[str],
+                  stats: CorpusStats) -> tuple[np.ndarray, np.ndarray]:
     """The BM25 weight of every (chunk row, query term) posting of some segments, each given with the
-    row its chunks start at, as (rows, weights): a chunk's score is the sum of its weights (a term
-    repeated in the query counts again). Scored with the whole index's ``stats`` and document
-    frequencies ``df``, not a segment's; each term's weights are computed once for all segments."""
+    row its chunks start at and its live rows (None: all live), as (rows, weights): a chunk's score is
+    the sum of its weights (a term repeated in the query counts again). Scored with the whole index's
+    ``stats`` and document frequencies (live rows of every segment), not a segment's; the weights of
+    all terms and segments are computed in one pass over the gathered postings."""
     norm = BM25_K1 * (1 - BM25_B)
     slope = BM25_K1 * BM25_B / max(stats.mean_length, 1e-9)
-    hit_rows: list[np.ndarray] = []
-    weights: list[np.ndarray] = []
-    for term in terms:
-        if not df.get(term):
-            continue
-        rows, tf, lengths = [], [], []
-        for postings, offset in segments:
+    rows: list[np.ndarray] = []
+    tf: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    idf: list[float] = []  # per gathered block
+    sizes: list[int] = []
+    for term, times in Counter(terms).items():
+        found = []
+        df = 0
+        for postings, offset, live in segments:
             r, f = postings.rows_of(term)
             if len(r):
-                rows.append(r + offset)
-                tf.append(f)
-                lengths.append(postings.lengths[r])
-        if not rows:
+                df += len(r) if live is None else int(np.count_nonzero(live[r]))
+                found.append((postings, offset, r, f))
+        if not df:
             continue
-        idf = float(bm25_idf(np.asarray(df[term]), stats.chunks))
-        f = np.concatenate(tf)
-        hit_rows.append(np.concatenate(rows))
-        weights.append(idf * f / (norm + slope * np.concatenate(lengths) + f))
-    if not hit_rows:
+        weight = times * float(bm25_idf(np.asarray(df), stats.chunks))
+        for postings, offset, r, f in found:
+            rows.append(r + offset)
+            tf.append(f)
+            lengths.append(postings.lengths[r])
+            idf.append(weight)
+            sizes.append(len(r))
+    if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    return np.concatenate(hit_rows).astype(np.int64), np.concatenate(weights)
+    f = np.concatenate(tf).astype(np.float64)
+    scale = np.repeat(np.asarray(idf), sizes)
+    weights = scale * f / (norm + slope * np.concatenate(lengths) + f)
+    return np.concatenate(rows).astype(np.int64), weights

@@ -49,12 +49,17 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
+def intra_op_threads() -> int:
+    """The onnxruntime threads a query's run uses: two where there are two cores."""
+    return min(2, os.cpu_count() or 1)
+
+
 def onnx_session(model: Path | bytes, threads: int | None = None) -> Any:  # onnxruntime.InferenceSession
     """An onnxruntime CPU session for ``model`` (a file or serialized bytes) with the threading above."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+    opts.intra_op_num_threads = threads or intra_op_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1")

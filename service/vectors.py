@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     import faiss
 
 HNSW_M = 32
@@ -153,18 +155,62 @@ def gemm_many_model(k: int) -> bytes:
 
 @lru_cache(maxsize=32)
 def _gemm_many_session(k: int) -> Any:
+    """``gemm_many_model(k)`` on one thread: each half of :func:`exact_scores_many` runs on its own."""
     from .runtime import onnx_session
 
-    return onnx_session(gemm_many_model(k))
+    return onnx_session(gemm_many_model(k), threads=1)
+
+
+@lru_cache(maxsize=1)
+def _second_thread(pid: int) -> ThreadPoolExecutor:
+    """One helper thread per process (keyed by pid: a forked child does not inherit the thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(1, thread_name_prefix="exact-search")
+
+
+def _halves(matrices: list[np.ndarray]) -> tuple[list[int], list[int]]:
+    """The matrices' positions in two groups of about equal rows (largest first, to the lighter)."""
+    groups: tuple[list[int], list[int]] = ([], [])
+    rows = [0, 0]
+    for i in sorted(range(len(matrices)), key=lambda i: -len(matrices[i])):
+        g = 0 if rows[0] <= rows[1] else 1
+        groups[g].append(i)
+        rows[g] += len(matrices[i])
+    return groups
 
 
 def exact_scores_many(queries: np.ndarray, matrices: list[np.ndarray]) -> list[np.ndarray]:
-    """:func:`exact_scores` for several matrices, in one onnxruntime run."""
+    """:func:`exact_scores` for several matrices (an index's segments), split in two halves of about
+    equal rows, each scored in one single-threaded onnxruntime run, one of them on a second thread.
+
+    The two threads meet once per call. Running the matrices as the nodes of one two-threaded graph
+    made them meet once per matrix: on a busy machine each meeting waits for a descheduled thread,
+    and six segments' products took 22 ms against 14 ms for the same rows as one matrix (load 5 on
+    2 cores); split in halves they take 12 ms."""
     queries = np.ascontiguousarray(queries, np.float32)
     if len(matrices) == 1:
         return [exact_scores(queries, matrices[0])]
-    feed = {"queries": queries, **{f"matrix_{i}": m for i, m in enumerate(matrices)}}
-    return [np.asarray(s, np.float32) for s in _gemm_many_session(len(matrices)).run(None, feed)]
+
+    def run(group: list[int]) -> list[np.ndarray]:
+        if not group:
+            return []
+        feed = {"queries": queries, **{f"matrix_{j}": matrices[i] for j, i in enumerate(group)}}
+        return [np.asarray(s, np.float32) for s in _gemm_many_session(len(group)).run(None, feed)]
+
+    from .runtime import intra_op_threads
+
+    first, second = _halves(matrices)
+    if intra_op_threads() < 2:
+        first, second = first + second, []
+    later = _second_thread(os.getpid()).submit(run, second) if second else None
+    out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(matrices)
+    for i, scores in zip(first, run(first), strict=True):
+        out[i] = scores
+    if later is not None:
+        for i, scores in zip(second, later.result(), strict=True):
+            out[i] = scores
+    return out
 
 
 def exact_scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:

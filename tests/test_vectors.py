@@ -101,3 +101,25 @@ def test_one_query_and_a_batch_get_the_same_exact_results() -> None:
         ids, scores = index.search(q[None, :], 7)
         assert ids[0].tolist() == batch_ids[row].tolist() == brute_force(matrix, q, 7)
         np.testing.assert_allclose(scores[0], batch_scores[row], rtol=1e-5)
+
+
+@pytest.mark.parametrize("sizes", [[7], [5, 0, 300], [1000, 3, 3, 250, 17, 600, 2]])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_several_matrices_score_as_their_products(sizes: list[int], batch: int) -> None:
+    """Segments are scored in two single-threaded halves on two threads; each matrix's scores come
+    back in its own place, equal to the plain product."""
+    rng = np.random.default_rng(len(sizes) * 10 + batch)
+    matrices = [rng.standard_normal((n, 16)).astype(np.float32) for n in sizes]
+    queries = rng.standard_normal((batch, 16)).astype(np.float32)
+    got = vectors.exact_scores_many(queries, matrices)
+    assert [g.shape for g in got] == [(batch, n) for n in sizes]
+    for g, m in zip(got, matrices, strict=True):
+        np.testing.assert_allclose(g, queries @ m.T, rtol=1e-5, atol=1e-5)
+
+
+def test_halves_hold_every_matrix_once_with_balanced_rows() -> None:
+    sizes = [1000, 3, 3, 250, 17, 600, 2]
+    first, second = vectors._halves([np.zeros((n, 2), np.float32) for n in sizes])
+    assert sorted(first + second) == list(range(len(sizes)))
+    rows = [sum(sizes[i] for i in g) for g in (first, second)]
+    assert abs(rows[0] - rows[1]) <= max(sizes)

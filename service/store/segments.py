@@ -27,7 +27,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -285,7 +285,6 @@ class Part:
     live: np.ndarray | None = None  # per chunk row; None: every row is live
     live_chunks: int = 0
     length_sum: float = 0.0
-    _df: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         seg = self.segment
@@ -305,19 +304,6 @@ class Part:
 
     def live_docs(self) -> list[int]:
         return [d for d in range(len(self.segment.doc_sources)) if d not in self.deleted]
-
-    def df(self, term: str) -> int:
-        """Live chunks of this part that hold ``term``."""
-        postings = self.segment.postings
-        if postings is None:
-            return 0
-        if self.live is None:
-            return postings.count(term)
-        found = self._df.get(term)
-        if found is None:
-            rows, _ = postings.rows_of(term)
-            found = self._df[term] = int(self.live[rows].sum())
-        return found
 
 
 def _merge_top(found: list[tuple[np.ndarray, np.ndarray]], rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -339,6 +325,15 @@ class PartsVectors:
 
     def __init__(self, parts: Sequence[Part], masks: Sequence[np.ndarray | None], total: int) -> None:
         self.parts, self.masks, self.total = parts, masks, total
+        # Exact parts are scored whole (all rows, or most of them: deleted or filtered rows dropped
+        # after) in one onnxruntime run with one selection; the rest are searched on their own.
+        self.whole = [(p, None if m is None else np.flatnonzero(~m)) for p, m in zip(parts, masks, strict=True)
+                      if isinstance(p.segment.vectors, vector_index.ExactIndex) and p.segment.size
+                      and (m is None or m.sum() > p.segment.size // 4)]
+        self.starts = np.cumsum([0] + [p.segment.size for p, _x in self.whole])  # column of each in the scores
+        self.offsets = np.array([p.offset for p, _x in self.whole], np.int64)
+        chosen = {id(p) for p, _x in self.whole}
+        self.apart = [(p, m) for p, m in zip(parts, masks, strict=True) if id(p) not in chosen and p.segment.size]
 
     @property
     def ntotal(self) -> int:
@@ -354,26 +349,16 @@ class PartsVectors:
         queries = queries.reshape(-1, queries.shape[-1])
         n = min(n, self.total)
         found = []
-        # Exact parts scored whole (all rows, or most of them: deleted or filtered rows dropped after)
-        # in one onnxruntime run; the rest on their own.
-        whole = [(part, mask) for part, mask in zip(self.parts, self.masks, strict=True)
-                 if isinstance(part.segment.vectors, vector_index.ExactIndex) and part.segment.size
-                 and (mask is None or mask.sum() > part.segment.size // 4)]
-        if whole:
-            scored = vector_index.exact_scores_many(queries, [p.segment.matrix for p, _m in whole])
-            for (_part, mask), scores in zip(whole, scored, strict=True):
-                if mask is not None:
-                    scores[:, ~mask] = -np.inf
-            cols, top = vector_index.top_n(np.concatenate(scored, axis=1), n)  # one selection for them all
-            starts = np.cumsum([0] + [p.segment.size for p, _m in whole])  # column where each part starts
-            which = np.searchsorted(starts, cols, side="right") - 1
-            offsets = np.array([p.offset for p, _m in whole], np.int64)
-            found.append((np.where(np.isfinite(top), offsets[which] + cols - starts[which], -1), top))
-        done = {id(p) for p, _m in whole}
-        for part, mask in zip(self.parts, self.masks, strict=True):
+        if self.whole:
+            scored = vector_index.exact_scores_many(queries, [p.segment.matrix for p, _x in self.whole])
+            for (_part, excluded), scores in zip(self.whole, scored, strict=True):
+                if excluded is not None:
+                    scores[:, excluded] = -np.inf
+            cols, top = vector_index.top_n(np.concatenate(scored, axis=1), n)  # ties by smaller id already
+            which = np.searchsorted(self.starts, cols, side="right") - 1
+            found.append((np.where(np.isfinite(top), self.offsets[which] + cols - self.starts[which], -1), top))
+        for part, mask in self.apart:
             seg = part.segment
-            if id(part) in done or not seg.size:
-                continue
             if mask is None:
                 ids, scores = seg.vectors.search(queries, n)
             else:
@@ -382,6 +367,8 @@ class PartsVectors:
                     continue
                 ids, scores = SubsetVectors(seg.vectors, seg.matrix, rows, mask).search(queries, n)
             found.append((np.where(ids >= 0, ids + part.offset, -1), scores))
+        if len(found) == 1 and self.whole:
+            return found[0]
         return _merge_top(found, len(queries), n)
 
 
@@ -391,22 +378,21 @@ class PartsLexical:
     def __init__(self, parts: Sequence[Part], masks: Sequence[np.ndarray | None], stats: CorpusStats) -> None:
         self.parts, self.masks, self.stats = parts, masks, stats
         self.rows = sum(p.segment.size for p in parts)
-        # One mask over every part's rows (None: all searched), so a query is one pass over its postings.
-        self.mask = None if all(m is None for m in masks) else np.concatenate(
+        self.postings = [(p.segment.postings, p.offset, p.live) for p in parts if p.segment.postings is not None]
+        # The rows not searched (deleted or filtered out) over every part, so a query is one pass.
+        self.excluded = None if all(m is None for m in masks) else ~np.concatenate(
             [m if m is not None else np.ones(p.segment.size, bool) for p, m in zip(parts, masks, strict=True)])
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         terms = analyze_query(query)
         if not self.stats.chunks or not terms or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        df = {t: sum(p.df(t) for p in self.parts) for t in set(terms)}
-        rows, weights = bm25_postings([(p.segment.postings, p.offset) for p in self.parts
-                                       if p.segment.postings is not None], terms, self.stats, df)
+        rows, weights = bm25_postings(self.postings, terms, self.stats)
         if not len(rows):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores = np.bincount(rows, weights=weights, minlength=self.rows).astype(np.float32)
-        if self.mask is not None:
-            scores[~self.mask] = 0
+        if self.excluded is not None:
+            scores[self.excluded] = 0
         return top_hits(scores, n)
 
 
