@@ -287,39 +287,48 @@ class CorpusStats:
 
 
 def bm25_postings(segments: Sequence[tuple[TermPostings, int, np.ndarray | None]], terms: Sequence[str],
-                  stats: CorpusStats) -> tuple[np.ndarray, np.ndarray]:
+                  stats: CorpusStats, row_lengths: np.ndarray | None = None, row_live: np.ndarray | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """The BM25 weight of every (chunk row, query term) posting of some segments, each given with the
     row its chunks start at and its live rows (None: all live), as (rows, weights): a chunk's score is
     the sum of its weights (a term repeated in the query counts again). Scored with the whole index's
-    ``stats`` and document frequencies (live rows of every segment), not a segment's; the weights of
-    all terms and segments are computed in one pass over the gathered postings."""
+    ``stats`` and document frequencies (live rows of every segment), not a segment's.
+
+    Only the postings are gathered term by term and segment by segment; the rest is one pass over
+    them. ``row_lengths`` and ``row_live``, every row's length and liveness over all the segments
+    (a view keeps them), save gathering those segment by segment too."""
     norm = BM25_K1 * (1 - BM25_B)
     slope = BM25_K1 * BM25_B / max(stats.mean_length, 1e-9)
+    counts = Counter(terms)
     rows: list[np.ndarray] = []
     tf: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
-    idf: list[float] = []  # per gathered block
+    offsets: list[int] = []
     sizes: list[int] = []
-    for term, times in Counter(terms).items():
-        found = []
-        df = 0
+    which: list[int] = []  # the term of each gathered block
+    lengths: list[np.ndarray] = []
+    alive: list[np.ndarray] = []
+    for t, term in enumerate(counts):
         for postings, offset, live in segments:
             r, f = postings.rows_of(term)
             if len(r):
-                df += len(r) if live is None else int(np.count_nonzero(live[r]))
-                found.append((postings, offset, r, f))
-        if not df:
-            continue
-        weight = times * float(bm25_idf(np.asarray(df), stats.chunks))
-        for postings, offset, r, f in found:
-            rows.append(r + offset)
-            tf.append(f)
-            lengths.append(postings.lengths[r])
-            idf.append(weight)
-            sizes.append(len(r))
+                rows.append(r)
+                tf.append(f)
+                offsets.append(offset)
+                sizes.append(len(r))
+                which.append(t)
+                if row_lengths is None:
+                    lengths.append(postings.lengths[r])
+                if row_live is None:
+                    alive.append(np.ones(len(r), bool) if live is None else live[r])
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    hit = np.concatenate(rows).astype(np.int64) + np.repeat(np.asarray(offsets, np.int64), sizes)
+    term_of = np.repeat(np.asarray(which, np.int64), sizes)
+    live_hit = row_live[hit] if row_live is not None else np.concatenate(alive)
+    df = np.bincount(term_of, weights=live_hit, minlength=len(counts))
+    times = np.fromiter(counts.values(), np.float64, len(counts))
+    idf = np.where(df > 0, times * bm25_idf(df, stats.chunks), 0.0)  # a term no live chunk holds: no weight
     f = np.concatenate(tf).astype(np.float64)
-    scale = np.repeat(np.asarray(idf), sizes)
-    weights = scale * f / (norm + slope * np.concatenate(lengths) + f)
-    return np.concatenate(rows).astype(np.int64), weights
+    length = row_lengths[hit] if row_lengths is not None else np.concatenate(lengths)
+    weights = idf[term_of] * f / (norm + slope * length + f)
+    return hit, weights

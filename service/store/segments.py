@@ -28,6 +28,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -379,15 +380,36 @@ class PartsLexical:
         self.parts, self.masks, self.stats = parts, masks, stats
         self.rows = sum(p.segment.size for p in parts)
         self.postings = [(p.segment.postings, p.offset, p.live) for p in parts if p.segment.postings is not None]
-        # The rows not searched (deleted or filtered out) over every part, so a query is one pass.
-        self.excluded = None if all(m is None for m in masks) else ~np.concatenate(
-            [m if m is not None else np.ones(p.segment.size, bool) for p, m in zip(parts, masks, strict=True)])
+
+    # Arrays over every part's rows, so a query is one pass over its postings (built on first use: a
+    # commit's new view opens without them).
+    @cached_property
+    def excluded(self) -> np.ndarray | None:
+        """The rows not searched (deleted or filtered out); None: all searched."""
+        if all(m is None for m in self.masks):
+            return None
+        return ~np.concatenate([m if m is not None else np.ones(p.segment.size, bool)
+                                for p, m in zip(self.parts, self.masks, strict=True)])
+
+    @cached_property
+    def row_lengths(self) -> np.ndarray | None:
+        """Every row's length in terms (None where a part has no postings)."""
+        if not self.parts or any(p.segment.postings is None for p in self.parts):
+            return None
+        return np.concatenate([p.segment.postings.lengths for p in self.parts])  # type: ignore[union-attr]
+
+    @cached_property
+    def row_live(self) -> np.ndarray | None:
+        """Every row's liveness (BM25's statistics count deleted rows out, filtered-out rows in)."""
+        if all(p.live is None for p in self.parts):
+            return None
+        return np.concatenate([p.live if p.live is not None else np.ones(p.segment.size, bool) for p in self.parts])
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         terms = analyze_query(query)
         if not self.stats.chunks or not terms or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        rows, weights = bm25_postings(self.postings, terms, self.stats)
+        rows, weights = bm25_postings(self.postings, terms, self.stats, self.row_lengths, self.row_live)
         if not len(rows):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores = np.bincount(rows, weights=weights, minlength=self.rows).astype(np.float32)
