@@ -123,3 +123,25 @@ def test_halves_hold_every_matrix_once_with_balanced_rows() -> None:
     assert sorted(first + second) == list(range(len(sizes)))
     rows = [sum(sizes[i] for i in g) for g in (first, second)]
     assert abs(rows[0] - rows[1]) <= max(sizes)
+
+
+def test_several_matrices_scored_from_many_threads_at_once() -> None:
+    """Concurrent callers share one helper thread: whoever finds it busy scores both halves itself,
+    and every caller gets its own scores."""
+    rng = np.random.default_rng(7)
+    matrices = [rng.standard_normal((n, 16)).astype(np.float32) for n in (400, 90, 300, 5)]
+    queries = [rng.standard_normal((1, 16)).astype(np.float32) for _ in range(8)]
+    results: dict[int, list[np.ndarray]] = {}
+
+    def worker(i: int) -> None:
+        for _ in range(20):
+            results[i] = vectors.exact_scores_many(queries[i], matrices)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, q in enumerate(queries):
+        for got, m in zip(results[i], matrices, strict=True):
+            np.testing.assert_allclose(got, q @ m.T, rtol=1e-5, atol=1e-5)
