@@ -255,16 +255,22 @@ class HnswIndex:
         scores, ids = self.index.search(queries, n)
         return ids.astype(np.int64), scores
 
-    def search_among(self, queries: np.ndarray, n: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``search`` over the rows ``ids`` only (a FAISS ID selector: the graph is walked as usual and
-        only admitted rows are kept, with efSearch at least ``n``); id -1 pads what it could not find."""
+    def selection(self, mask: np.ndarray) -> tuple[Any, np.ndarray]:
+        """A FAISS selector admitting the rows where ``mask`` holds, with the bitmap it reads (keep
+        both): built once per mask, one bit test per visited row."""
+        bits = np.packbits(np.asarray(mask, bool), bitorder="little")
+        return _faiss().IDSelectorBitmap(bits), bits
+
+    def search_selected(self, queries: np.ndarray, n: int, selection: tuple[Any, np.ndarray]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` over the rows a :meth:`selection` admits (the graph walked as usual, efSearch at
+        least ``n``); id -1 pads what it could not find."""
         faiss = _faiss()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        n = min(n, len(ids))
+        n = min(n, self.ntotal)
         if n <= 0:
             return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, np.int64))
-        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, n))
+        params = faiss.SearchParametersHNSW(sel=selection[0], efSearch=max(HNSW_EF_SEARCH, n))
         scores, found = self.index.search(queries, n, params=params)
         return found.astype(np.int64), scores
 

@@ -242,3 +242,39 @@ def test_background_merge_keeps_readers_and_writers_going(tmp_path: Path) -> Non
     assert_same_results(view, open_snapshot(rebuilt(tmp_path / "fresh", live).index_dir), 100)
     del early, view
     gc.collect()
+
+
+def test_graph_segments_skip_deleted_rows_inside_the_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments with HNSW graphs and deleted documents are walked with a bitmap of their live rows
+    (built once per view, not per query): deleted chunks never come back and every live one does."""
+    from service import vectors as vector_index
+
+    walked: list[int] = []
+    original = vector_index.HnswIndex.search_selected
+
+    def spy(self, queries, n, selection):  # type: ignore[no-untyped-def]
+        walked.append(n)
+        return original(self, queries, n, selection)
+
+    monkeypatch.setattr(vector_index.HnswIndex, "search_selected", spy)
+    local = LocalStore(tmp_path / "index", lexical_text=lexical, segments_per_tier=100, merge_in_background=False,
+                       hnsw_threshold=5)
+    rng = random.Random(4)
+    docs = [document(f"corpus/d{i:02d}.txt", rng) for i in range(40)]
+    for batch in (docs[:30], docs[30:]):
+        with local.writer() as writer:
+            writer.apply(META, batch, [])
+    gone = {d.doc.source for d in docs[::7]}
+    with local.writer() as writer:
+        writer.apply(META, [], sorted(gone))
+    view = open_snapshot(local.index_dir)
+    assert view.stats().vector_index == "hnsw" and len(view.parts) == 2
+    fresh = rebuilt(tmp_path / "fresh", {d.doc.source: d for d in docs if d.doc.source not in gone})
+    whole = open_snapshot(fresh.index_dir)
+    for text, v in queries(30, 5):
+        ids, scores = view.vectors.search(v[None, :], view.size)
+        rows = view.chunk_rows(ids[0][ids[0] >= 0])
+        assert not {r.source for r in rows} & gone
+        ids_w, scores_w = whole.vectors.search(v[None, :], whole.size)
+        assert_same_scores(scored(view, ids[0], scores[0]), scored(whole, ids_w[0], scores_w[0]), text)
+    assert walked  # the graph was searched, not its rows gathered

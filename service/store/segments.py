@@ -334,7 +334,11 @@ class PartsVectors:
         self.starts = np.cumsum([0] + [p.segment.size for p, _x in self.whole])  # column of each in the scores
         self.offsets = np.array([p.offset for p, _x in self.whole], np.int64)
         chosen = {id(p) for p, _x in self.whole}
-        self.apart = [(p, m) for p, m in zip(parts, masks, strict=True) if id(p) not in chosen and p.segment.size]
+        self.apart: list[tuple[Part, vector_index.VectorIndex | SubsetVectors | None]] = [
+            (p, p.segment.vectors if m is None else
+             SubsetVectors(p.segment.vectors, p.segment.matrix, np.flatnonzero(m).astype(np.int64), m)
+             if m.any() else None)
+            for p, m in zip(parts, masks, strict=True) if id(p) not in chosen and p.segment.size]
 
     @property
     def ntotal(self) -> int:
@@ -358,15 +362,10 @@ class PartsVectors:
             cols, top = vector_index.top_n(np.concatenate(scored, axis=1), n)  # ties by smaller id already
             which = np.searchsorted(self.starts, cols, side="right") - 1
             found.append((np.where(np.isfinite(top), self.offsets[which] + cols - self.starts[which], -1), top))
-        for part, mask in self.apart:
-            seg = part.segment
-            if mask is None:
-                ids, scores = seg.vectors.search(queries, n)
-            else:
-                rows = np.flatnonzero(mask).astype(np.int64)
-                if not len(rows):
-                    continue
-                ids, scores = SubsetVectors(seg.vectors, seg.matrix, rows, mask).search(queries, n)
+        for part, searched in self.apart:
+            if searched is None:  # nothing admitted
+                continue
+            ids, scores = searched.search(queries, n)
             found.append((np.where(ids >= 0, ids + part.offset, -1), scores))
         if len(found) == 1 and self.whole:
             return found[0]
@@ -653,13 +652,14 @@ class SubsetVectors:
 
     Exact index: a selection of a quarter of the rows or fewer is gathered and scored alone (cheaper
     than scoring every row), a larger one by scoring every row and dropping the others; exact either
-    way. HNSW index: up to ``SUBSET_EXACT_ROWS`` rows are gathered and scored exactly, more are
-    searched through the graph with a FAISS ID selector (efSearch at least ``n``; approximate, as
-    every HNSW search is). The ``n`` best admitted rows come back whenever ``n`` are admitted.
+    way. HNSW index: a selection of up to ``SUBSET_EXACT_ROWS`` rows and a quarter of the graph is
+    gathered and scored exactly, a larger one is searched through the graph with a bitmap of the
+    admitted rows (efSearch at least ``n``; approximate, as every HNSW search is). The ``n`` best admitted rows come back whenever ``n`` are admitted.
     """
 
     def __init__(self, whole: vector_index.VectorIndex, matrix: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> None:
         self.whole, self.matrix, self.ids, self.mask = whole, matrix, ids, mask
+        self._selection: tuple[Any, np.ndarray] | None = None  # an HNSW graph's row bitmap, built once
 
     @property
     def ntotal(self) -> int:
@@ -675,8 +675,12 @@ class SubsetVectors:
             scores = vector_index.exact_scores(queries, self.matrix)
             scores[:, ~self.mask] = -np.inf
             return vector_index.top_n(scores, n)
-        if isinstance(self.whole, vector_index.HnswIndex) and len(self.ids) > SUBSET_EXACT_ROWS:
-            return self.whole.search_among(queries, n, self.ids)
+        if isinstance(self.whole, vector_index.HnswIndex) and len(self.ids) > min(SUBSET_EXACT_ROWS, whole_rows // 4):
+            # Most of the graph admitted (a segment less its deleted rows) or a large selection:
+            # walk the graph with a bitmap of the admitted rows, not gather them for every query.
+            if self._selection is None:
+                self._selection = self.whole.selection(self.mask)
+            return self.whole.search_selected(queries, n, self._selection)
         rows = np.ascontiguousarray(self.matrix[self.ids])
         local, scores = vector_index.top_n(vector_index.exact_scores(queries, rows), n)
         return self.ids[local], scores
