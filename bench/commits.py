@@ -1,6 +1,6 @@
 """What one commit of the local store costs, segments against rewriting the whole index, same run.
 
-    python -m bench.commits                       # SciFact size and ~100k chunks (make bench-commits)
+    python -m bench.commits                       # SciFact size, ~100k chunks, ~100k with graphs (make bench-commits)
     python -m bench.commits --sizes scifact,100k,1m
 
 For each size the benchmark builds an index from the SciFact index's own records (documents,
@@ -16,6 +16,8 @@ chunks, vectors: no model work; 100k and 1M add renamed copies of the documents)
   deleted documents) and on the same documents fully merged, p50/p99 and the ratio; and on the
   source index itself when it is format 4 (one snapshot, BM25 weights precomputed by bm25s).
 
+``100k-hnsw`` is the ~100k index past a lowered HNSW threshold (50,000): its segments of 10k chunks
+or more have graphs, and so does the merged index, as every index past the threshold has.
 At 1M chunks the copies' big segment is searched exactly (``--exact-1m``, the default: building its
 HNSW graph takes about 15 minutes on 2 cores and a commit never touches it). Results go to
 bench/results/commits.json.
@@ -44,6 +46,7 @@ from service.store.local import LocalStore, open_snapshot
 from service.store.merging import MergePolicy, merge_all
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
+HNSW_100K_THRESHOLD = 50_000  # "100k-hnsw": the ~100k index with graphs, as an index past the threshold has
 
 
 def log(msg: str) -> None:
@@ -240,7 +243,7 @@ def bench_size(name: str, meta: IndexMeta, upserts: list[DocumentUpsert], probe:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="scifact,100k")
+    parser.add_argument("--sizes", default="scifact,100k,100k-hnsw")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--full-rewrites", type=int, default=3)
     parser.add_argument("--queries", type=int, default=300)
@@ -259,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "probe_chunks": len(probe.chunks), "policy": {"per_tier": settings.segments_per_tier,
                                                                              "floor": MergePolicy().floor}}
     sizes: dict[str, Callable[[], list[DocumentUpsert]]] = {
-        "scifact": lambda: upserts, "100k": lambda: copies(upserts, 99_000), "1m": lambda: copies(upserts, 1_000_000)}
+        "scifact": lambda: upserts, "100k": lambda: copies(upserts, 99_000), "1m": lambda: copies(upserts, 1_000_000),
+        "100k-hnsw": lambda: copies(upserts, 99_000)}
     legacy = open_snapshot(index)
     if legacy.legacy:  # the same documents in format 4 (BM25 weights precomputed), one snapshot
         times = query_times(legacy, claims, claim_vectors)
@@ -268,10 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-commits-") as tmp:
         for name in args.sizes.split(","):
             threshold = settings.hnsw_threshold if name != "1m" or args.hnsw_1m else 10**9
+            if name == "100k-hnsw":  # above the threshold: graphs for segments of 10k chunks or more
+                threshold = HNSW_100K_THRESHOLD
             results[name] = bench_size(name, meta, sizes[name](), probe, args.repeat, threshold, claims,
-                                       claim_vectors, Path(tmp), args.full_rewrites if name != "1m" else 1)
+                                       claim_vectors, Path(tmp), args.full_rewrites if name in ("scifact", "100k") else 1)
             if name == "1m" and not args.hnsw_1m:
                 results[name]["note"] = "the 1M segment searched exactly (no HNSW graph built)"
+            if name == "100k-hnsw":
+                results[name]["note"] = f"hnsw_threshold {threshold}: segments of 10k chunks or more have graphs"
     results["load_after"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "commits.json"
