@@ -56,11 +56,11 @@ FLUSH_TEXTS = 256  # model runs gathered across documents before one embedding c
 # as the sentence's own run ("title\nsentence") would. On SQuAD (weighted fusion) hit@1 0.8318 with
 # them, 0.8337 with the sentence's word-pieces alone: the same within noise (95% interval ±0.007).
 POOL_TITLE = True
+POOL_SPECIAL_TOKENS = True
 # A block holds windows of one paragraph (service.blocks): across paragraphs, one seed question lost its
 # paragraph from the top 3 (float32, blocks of 512), the neighbours' context leaking into its vectors.
 BLOCKS_CROSS_PARAGRAPHS = False
 INT8_KIND = f"int8-v{PASSAGE_GRAPH_VERSION}"  # how int8 vectors are recorded: the graph's version
-POOL_SPECIAL_TOKENS = True
 
 
 @dataclass
@@ -162,7 +162,9 @@ class Indexer:
         """How vectors are made, recorded with the chunking: an index made another way is re-embedded.
 
         ``sentence_vectors``: "pooled" (from the window's run) or "separate"; ``precision``: "int8-v2"
-        for the quantised encoder (graph version 2: fused, its vectors differ from version 1's "int8"), "float" for float32 or bf16 runs (their vectors agree to 1e-4)."""
+        for the quantised encoder (graph version 2, fused: its vectors differ from version 1's "int8"),
+        "float" for float32 or bf16 runs (their vectors agree to 1e-4); ``block_tokens``: the length of
+        the runs chunks are pooled from (``service.blocks``), 0 for a run per window."""
         s, given = self.settings, self._embedder
         if given is not None:
             pooled = s.sentence_vectors == "pooled" and isinstance(given, PassageEncoder)
