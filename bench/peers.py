@@ -245,7 +245,7 @@ def corpus_key(corpus: Path) -> str:
 
 def ask_key(corpus: Path) -> str:
     h = hashlib.sha256(corpus_key(corpus).encode())
-    for name in ("corpus.py", "chunking.py", "indexer.py", "lexical.py", "vectors.py", "embedding.py",
+    for name in ("corpus.py", "chunking.py", "blocks.py", "indexer.py", "lexical.py", "vectors.py", "embedding.py",
                  "config.py"):  # config.py: the defaults (passage encoder, sentence vectors) shape the index
         h.update((ROOT / "service" / name).read_bytes())
     for path in sorted((ROOT / "service" / "store").glob("*.py")):

@@ -85,7 +85,7 @@ PG_SETTINGS: dict[str, str] = {
     "synchronous_commit": "on",
 }
 # Source files whose code decides what an index holds: a change to any of them means a new index.
-_INDEX_SOURCES = ("corpus.py", "chunking.py", "indexer.py", "lexical.py", "titles.py")
+_INDEX_SOURCES = ("corpus.py", "chunking.py", "blocks.py", "indexer.py", "lexical.py", "titles.py")
 
 
 def log(msg: str) -> None:
@@ -167,7 +167,7 @@ class Bench:
             "model": self.info.sha256, "chunk_tokens": s.chunk_tokens, "overlap": s.chunk_overlap_sentences,
             "title_tokens": s.title_tokens, "embed_title": s.embed_title, "precision": self.ingest.use_bf16,
             "sentence_chunks": s.sentence_chunks, "passage_encoder": s.passage_encoder,
-            "sentence_vectors": s.sentence_vectors,
+            "sentence_vectors": s.sentence_vectors, **({"block_tokens": s.block_tokens} if s.block_tokens else {}),
             "hnsw_threshold": s.hnsw_threshold,
         }, sort_keys=True).encode())
         for f in _INDEX_SOURCES:
@@ -865,7 +865,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {k: getattr(settings, k) for k in (
             "fusion", "rrf_k", "dense_weight", "candidates", "abstain_threshold", "chunk_tokens",
             "chunk_overlap_sentences", "title_tokens", "embed_title", "sentence_chunks", "passage_encoder",
-            "sentence_vectors", "reranker", "rerank_depth",
+            "sentence_vectors", "block_tokens", "reranker", "rerank_depth",
             "hnsw_threshold", "model")},
         "lexical_extras": list(bench.lexical_extras),
         "quick": bool(args.quick or args.scifact_queries or args.squad_questions or args.answers or args.skip

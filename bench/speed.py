@@ -411,11 +411,10 @@ def _timed_sync(settings: Settings, corpus: Path, index: Path) -> dict[str, Any]
 
 def pipeline_texts(indexer: Any, corpus: Path) -> list[str]:
     """The distinct texts an index run of ``corpus`` gives the model, one run each: every chunk
-    whose vector is not pooled from its window's run."""
+    whose vector is not pooled from another run, and every run chunks are pooled from (windows, blocks)."""
     from service.corpus import load_document, source_name
-    from service.indexer import _pool_hosts, embed_text
+    from service.indexer import embed_text
 
-    pooled = indexer._vectors()["sentence_vectors"] == "pooled"
     with_title = indexer.settings.embed_title
     runs: dict[str, None] = {}
     for path in sorted(corpus.iterdir()):
@@ -423,8 +422,8 @@ def pipeline_texts(indexer: Any, corpus: Path) -> list[str]:
         title = indexer._title(doc.title, doc.text)
         chunks = indexer._chunk(doc)
         texts = [embed_text(title, c.text, c.paragraph, with_title) for c in chunks]
-        hosts = _pool_hosts(chunks, texts) if pooled else [None] * len(texts)
-        runs.update((t, None) for t, h in zip(texts, hosts, strict=True) if h is None)
+        hosts = indexer._hosts(doc, chunks, texts, title)
+        runs.update((t if h is None else h[0], None) for t, h in zip(texts, hosts, strict=True))
     return list(runs)
 
 

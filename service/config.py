@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         "pooled", description="A sentence chunk's vector: pooled from its window's model run (no extra run; "
                               "needs an onnx passage encoder) or embedded on its own."
     )
+    block_tokens: int = Field(
+        0, ge=0, le=512, description="ONNX passage encoders, pooled vectors: word-pieces of one model run shared by "
+                                     "the consecutive windows (and their sentences) of a document inside it, each "
+                                     "chunk's vector pooled from that run; 0: one run per window (service/blocks.py).",
+    )
     query_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="Query-time encoder: onnxruntime (fast start) or sentence-transformers."
     )

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -63,7 +63,8 @@ class ModelInfo:
     path: Path  # local folder
     sha256: str  # of the weights file
     dim: int
-    max_seq_length: int
+    max_seq_length: int  # what the model was set up to read (sentence-transformers' max_seq_length)
+    max_positions: int = 512  # its position embeddings: the longest run it can take (blocks, ASK_BLOCK_TOKENS)
 
 
 def resolve_model_dir(name: str, offline: bool = True) -> Path:
@@ -103,8 +104,8 @@ def model_info(name: str, offline: bool = True) -> ModelInfo:
     st_config = path / "sentence_bert_config.json"
     if st_config.exists():
         max_len = int(json.loads(st_config.read_text()).get("max_seq_length", max_len))
-    max_len = min(max_len, int(config.get("max_position_embeddings", max_len)))
-    return ModelInfo(name, path, sha256_file(weights), int(config["hidden_size"]), max_len)
+    positions = int(config.get("max_position_embeddings", 512))
+    return ModelInfo(name, path, sha256_file(weights), int(config["hidden_size"]), min(max_len, positions), positions)
 
 
 class Embedder(Protocol):
@@ -263,10 +264,11 @@ class TorchEmbedder:
                 )
         return _normalize(np.asarray(vectors, dtype=np.float32))
 
-    def _export_graph(self, path: Path, pooled: bool) -> None:
+    def _export_graph(self, path: Path, pooled: bool, eager: bool = False) -> None:
         """Write the transformer as ONNX (dynamic batch and length) to ``path``: with ``pooled``, output
         ``embedding``, the mean over the attended word-pieces (what sentence-transformers' pooling
-        computes); without, output ``tokens``, the last hidden state (batch, sequence, dim)."""
+        computes); without, output ``tokens``, the last hidden state (batch, sequence, dim). ``eager``:
+        attention traced as plain matrix products, a pattern onnxruntime's transformer optimizer fuses."""
         import torch
 
         class Graph(torch.nn.Module):
@@ -286,6 +288,10 @@ class TorchEmbedder:
 
         bert = self.model[0].auto_model  # the first module is sentence-transformers' Transformer
         assert isinstance(bert, torch.nn.Module)
+        hf: Any = bert  # a transformers PreTrainedModel
+        attention = hf.config._attn_implementation
+        if eager:
+            hf.set_attn_implementation("eager")
         module = Graph(bert.float().eval())
         sample = WordPieces(self.info.path, self.info.max_seq_length).batch(["an example text", "two"])
         args = tuple(torch.from_numpy(sample[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
@@ -299,6 +305,8 @@ class TorchEmbedder:
                 dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, output: output_axes},
                 opset_version=17, dynamo=False,
             )
+        if eager:
+            hf.set_attn_implementation(attention)
 
     def export_onnx(self, target: Path) -> None:
         """Write transformer + mean pooling as ONNX (dynamic batch and length) to ``target`` atomically,
@@ -311,14 +319,17 @@ class TorchEmbedder:
     def export_passage_onnx(self, target: Path, precision: str = "int8") -> None:
         """Write the transformer alone as ONNX to ``target`` atomically: output ``tokens``, the last
         hidden state (batch, sequence, dim), which ``PassageEncoder`` pools (the whole text, and
-        spans of it). ``precision`` "int8": the weight matrices dynamically quantised (onnxruntime.quantization:
-        int8 weights per output channel, activations quantised per run), "fp32": as exported."""
+        spans of it). The graph is fused by onnxruntime's transformer optimizer (``_fuse``).
+        ``precision`` "int8": then the weight matrices dynamically quantised (onnxruntime.quantization:
+        int8 weights per output channel, activations quantised per run), "fp32": as fused."""
         if precision not in PASSAGE_PRECISIONS:
             raise ValueError(f"precision must be one of {PASSAGE_PRECISIONS}, not {precision!r}")
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         fp32 = tmp.with_name(tmp.name + ".fp32") if precision == "int8" else tmp
         try:
-            self._export_graph(fp32, pooled=False)
+            self._export_graph(fp32, pooled=False, eager=True)
+            hf: Any = self.model[0].auto_model
+            _fuse(fp32, hf.config)
             if precision == "int8":
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -326,16 +337,32 @@ class TorchEmbedder:
                     warnings.simplefilter("ignore")
                     logging.disable(logging.WARNING)  # its advice to pre-process, on the root logger
                     try:
-                        # per output channel, weights only (attention's activation x activation products
-                        # stay float): cosine to float32 0.994 on SciFact lines, 0.947 per tensor
+                        # per output channel, weights only (the fused Attention's Q/K/V projection too; its
+                        # activation x activation products stay float): cosine to float32 0.995 on SciFact
+                        # blocks (0.947 per tensor, all MatMuls)
                         quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                                         op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+                                         op_types_to_quantize=["MatMul", "Attention"],
+                                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1})
                     finally:
                         logging.disable(logging.NOTSET)
             os.replace(tmp, target)
         finally:
             for leftover in (tmp, fp32):
                 leftover.unlink(missing_ok=True)
+
+
+def _fuse(path: Path, config: object) -> None:
+    """Rewrite the exported BERT graph at ``path`` in place with onnxruntime's transformer fusions
+    (one Attention, SkipLayerNormalization and BiasGelu op each where the export has a dozen small
+    ones). On 512-word-piece SciFact blocks (2 cores, load ~4) fused int8 ran 1.4x faster than the
+    unfused int8 graph, fused float32 1.3x faster than unfused float32, with cosine 1.0 to it."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fused = optimize_model(str(path), model_type="bert", num_heads=int(getattr(config, "num_attention_heads", 0)),
+                               hidden_size=int(getattr(config, "hidden_size", 0)), opt_level=1)
+    fused.save_model_to_file(str(path))
 
 
 def _append_search(path: Path, dim: int) -> None:
@@ -421,9 +448,12 @@ def onnx_path_for(index_dir: Path, info: ModelInfo) -> Path:
     return index_dir / f"query-{info.sha256[:16]}.onnx"
 
 
+PASSAGE_GRAPH_VERSION = 2  # 2: fused by onnxruntime's transformer optimizer, int8 Attention too
+
+
 def passage_path_for(folder: Path, info: ModelInfo, precision: str) -> Path:
     """The exported passage encoder (token embeddings) for a model at a precision."""
-    return folder / f"passage-{precision}-{info.sha256[:16]}.onnx"
+    return folder / f"passage-{precision}-v{PASSAGE_GRAPH_VERSION}-{info.sha256[:16]}.onnx"
 
 
 Span = tuple[int, int]  # (start, end) character offsets
@@ -438,7 +468,9 @@ class PassageEncoder:
     window as its context (``embed_pooled``)."""
 
     def __init__(self, info: ModelInfo, onnx_path: Path, precision: str, threads: int | None = None,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, max_length: int | None = None) -> None:
+        """``max_length``: word-pieces a run is cut to (default the model's ``max_seq_length``; blocks
+        run longer, up to its position embeddings)."""
         from .runtime import onnx_session
 
         self.info = info
@@ -449,7 +481,8 @@ class PassageEncoder:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(path)
-        self.tokenizer.enable_truncation(max_length=info.max_seq_length)
+        self.max_length = min(max_length or info.max_seq_length, info.max_positions)
+        self.tokenizer.enable_truncation(max_length=self.max_length)
         self.tokenizer.no_padding()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .blocks import Host, block_hosts
 from .chunking import Chunk, chunk_document, window_hosts
 from .config import Settings
 from .corpus import CorpusError, Document, Skipped, load_document, title_of, walk
 from .embed_cache import EmbeddingCache
 from .embedding import (
+    PASSAGE_GRAPH_VERSION,
     Embedder,
     ModelInfo,
     PassageEncoder,
@@ -55,6 +57,10 @@ FLUSH_TEXTS = 256  # model runs gathered across documents before one embedding c
 # them, 0.8337 with the sentence's word-pieces alone: the same within noise (95% interval ±0.007).
 POOL_TITLE = True
 POOL_SPECIAL_TOKENS = True
+# A block holds windows of one paragraph (service.blocks): across paragraphs, one seed question lost its
+# paragraph from the top 3 (float32, blocks of 512), the neighbours' context leaking into its vectors.
+BLOCKS_CROSS_PARAGRAPHS = False
+INT8_KIND = f"int8-v{PASSAGE_GRAPH_VERSION}"  # how int8 vectors are recorded: the graph's version
 
 
 @dataclass
@@ -138,7 +144,8 @@ class Indexer:
             else:
                 precision = "int8" if s.passage_encoder == "onnx-int8" else "fp32"
                 path = self._passage_graph(precision)
-                self._embedder = PassageEncoder(self.info, path, precision, batch_size=s.embed_batch_size)
+                self._embedder = PassageEncoder(self.info, path, precision, batch_size=s.embed_batch_size,
+                                                max_length=self._vectors()["block_tokens"] or None)
         return self._embedder
 
     def _passage_graph(self, precision: str) -> Path:
@@ -151,20 +158,26 @@ class Indexer:
             TorchEmbedder(self.info, "off").export_passage_onnx(path, precision)
         return path
 
-    def _vectors(self) -> dict[str, str]:
+    def _vectors(self) -> dict[str, Any]:
         """How vectors are made, recorded with the chunking: an index made another way is re-embedded.
 
-        ``sentence_vectors``: "pooled" (from the window's run) or "separate"; ``precision``: "int8"
-        for the quantised encoder, "float" for float32 or bf16 runs (their vectors agree to 1e-4)."""
+        ``sentence_vectors``: "pooled" (from the window's run) or "separate"; ``precision``: "int8-v2"
+        for the quantised encoder (graph version 2, fused: its vectors differ from version 1's "int8"),
+        "float" for float32 or bf16 runs (their vectors agree to 1e-4); ``block_tokens``: the length of
+        the runs chunks are pooled from (``service.blocks``), 0 for a run per window."""
         s, given = self.settings, self._embedder
         if given is not None:
             pooled = s.sentence_vectors == "pooled" and isinstance(given, PassageEncoder)
-            precision = "int8" if getattr(given, "precision", "") == "int8" else "float"
+            precision = INT8_KIND if getattr(given, "precision", "") == "int8" else "float"
         else:
             torch = s.passage_encoder == "torch" or bool(s.dask)
             pooled = s.sentence_vectors == "pooled" and not torch
-            precision = "int8" if s.passage_encoder == "onnx-int8" and not torch else "float"
-        return {"sentence_vectors": "pooled" if pooled and s.sentence_chunks else "separate", "precision": precision}
+            precision = INT8_KIND if s.passage_encoder == "onnx-int8" and not torch else "float"
+        # runs shared by chunks (service.blocks), as long as the encoder's runs may be
+        longest = given.max_length if isinstance(given, PassageEncoder) else self.info.max_positions
+        blocks = min(s.block_tokens, longest) if pooled else 0
+        return {"sentence_vectors": "pooled" if pooled and s.sentence_chunks else "separate", "precision": precision,
+                "block_tokens": blocks}
 
     def ensure_query_encoder(self) -> None:
         """Put the ONNX query encoder next to the index if it is not there yet.
@@ -213,7 +226,7 @@ class Indexer:
         before sentence chunks became a setting have them: chunker version 2 always made them; before
         vector kinds were recorded, sentences were embedded separately in float). Readers are compared
         by suffix elsewhere (``_current_hashes``)."""
-        old = {"sentences": True, "sentence_vectors": "separate", "precision": "float"}
+        old = {"sentences": True, "sentence_vectors": "separate", "precision": "float", "block_tokens": 0}
         mine = {k: v for k, v in self._chunking().items() if k != "readers"}
         return {**old, **{k: v for k, v in view.meta.chunking.items() if k != "readers"}} == mine
 
@@ -368,7 +381,6 @@ class Indexer:
         kind = self._vectors()
         cache = EmbeddingCache(self.index_dir / "embed-cache.sqlite",
                                f"{self.info.sha256}:{kind['sentence_vectors']}:{kind['precision']}", self.info.dim)
-        pooled = kind["sentence_vectors"] == "pooled"
         try:
             last_commit = time.monotonic()
             # A rebuild replaces everything at its first commit; deletions go with the first commit too.
@@ -376,17 +388,16 @@ class Indexer:
             # an intermediate commit never loses a document that is still in the folder.
             replace_all, first_deletes, first_touch = rebuild, list(report.deleted), touch
             done: list[DocumentUpsert] = []
-            pending: list[tuple[Document, list[Chunk], list[str], list[tuple[int, Pool] | None]]] = []
+            pending: list[tuple[Document, list[Chunk], list[str], list[Host | None]]] = []
+            pending_runs = 0
             bar = self._progress_bar(len(todo))
             bar_started = time.monotonic()
 
             def flush() -> None:
                 # One encode call over many documents: the model sorts by length and batches well.
-                texts: list[str] = []
-                hosts: list[tuple[int, Pool] | None] = []
-                for _doc, _chunks, ts, hs in pending:
-                    hosts += [None if h is None else (len(texts) + h[0], h[1]) for h in hs]
-                    texts += ts
+                nonlocal pending_runs
+                texts = [t for p in pending for t in p[2]]
+                hosts = [h for p in pending for h in p[3]]
                 vectors = self._embed(texts, hosts, cache)
                 offset = 0
                 for doc, chunks, ts, _hs in pending:
@@ -402,6 +413,7 @@ class Indexer:
                     bar.set_postfix_str(f"{report.chunks_embedded} chunks, {rate:.0f} chunks/s", refresh=False)
                     bar.update(len(pending))
                 pending.clear()
+                pending_runs = 0
 
             def commit(last: bool = False) -> None:
                 nonlocal replace_all, first_deletes, first_touch
@@ -419,9 +431,11 @@ class Indexer:
                 chunks = self._chunk(doc)
                 title = self._title(doc.title, doc.text)
                 texts = [embed_text(title, c.text, c.paragraph, self.settings.embed_title) for c in chunks]
-                pending.append((doc, chunks, texts, _pool_hosts(chunks, texts) if pooled else [None] * len(chunks)))
-                runs = sum(h is None for p in pending for h in p[3])  # pooled sentences cost no run
-                if runs >= FLUSH_TEXTS or position == len(todo):
+                hosts = self._hosts(doc, chunks, texts, title)
+                pending.append((doc, chunks, texts, hosts))
+                # pooled chunks cost no run of their own
+                pending_runs += len({t if h is None else h[0] for t, h in zip(texts, hosts, strict=True)})
+                if pending_runs >= FLUSH_TEXTS or position == len(todo):
                     flush()
                     if time.monotonic() - last_commit > self.settings.checkpoint_seconds and position < len(todo):
                         commit()
@@ -454,6 +468,17 @@ class Indexer:
         return chunk_document(doc, self.pieces.count, self.pieces.offsets, c["chunk_tokens"], c["overlap_sentences"],
                               c["sentences"])
 
+    def _hosts(self, doc: Document, chunks: Sequence[Chunk], texts: Sequence[str], title: str) -> list[Host | None]:
+        """Where each chunk's vector comes from: None, its own run; else the text whose run it is pooled
+        from and its spans there (a sentence from its window's run, or any chunk from its block's)."""
+        kind = self._vectors()
+        if kind["block_tokens"]:
+            return list(block_hosts(doc.text, chunks, title, self.settings.embed_title, self.pieces.offsets,
+                                    kind["block_tokens"], BLOCKS_CROSS_PARAGRAPHS))
+        if kind["sentence_vectors"] == "pooled":
+            return _pool_hosts(chunks, texts)
+        return [None] * len(chunks)
+
     def _title(self, title: str, text: str) -> str:
         """The title glued to a document's chunks: none when the first line is not one (``service.titles``)."""
         key = (title, hash(text))
@@ -466,12 +491,11 @@ class Indexer:
             self._titles[key] = self.pieces.truncate(embedding_title(text, title, declared), self.settings.title_tokens)
         return self._titles[key]
 
-    def _embed(self, texts: list[str], hosts: Sequence[tuple[int, Pool] | None], cache: EmbeddingCache
-               ) -> np.ndarray:
-        """Vectors of ``texts``; ``hosts[i]`` (position j, span): text i's vector is pooled over that
-        character span of text j's model run. Each distinct text runs once; what the cache holds
-        (keyed by the text, or by the host text and span) is not computed again."""
-        keys = [texts[i] if h is None else _pool_key(texts[h[0]], h[1]) for i, h in enumerate(hosts)]
+    def _embed(self, texts: list[str], hosts: Sequence[Host | None], cache: EmbeddingCache) -> np.ndarray:
+        """Vectors of ``texts``; ``hosts[i]`` (text, spans): text i's vector is pooled over those
+        character spans of that text's model run. Each distinct text runs once; what the cache holds
+        (keyed by the text, or by the host text and spans) is not computed again."""
+        keys = [texts[i] if h is None else _pool_key(h[0], h[1]) for i, h in enumerate(hosts)]
         out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
         cached = cache.get_many(keys)
         for i, vec in cached.items():
@@ -485,7 +509,7 @@ class Indexer:
             if h is None:
                 runs.setdefault(texts[i], set())
             else:
-                runs.setdefault(texts[h[0]], set()).add(h[1])
+                runs.setdefault(h[0], set()).add(h[1])
         found: dict[str, np.ndarray] = {}
         run_texts = list(runs)
         embedder = self.embedder
@@ -514,11 +538,11 @@ def _pool_key(text: str, pool: Pool) -> str:
     return text + "".join(f"\0{a}:{b}" for a, b in pool) + ("\0special" if POOL_SPECIAL_TOKENS else "")
 
 
-def _pool_hosts(chunks: Sequence[Chunk], texts: Sequence[str]) -> list[tuple[int, Pool] | None]:
-    """For each chunk inside a window (a sentence), (the window's position, the character spans in
+def _pool_hosts(chunks: Sequence[Chunk], texts: Sequence[str]) -> list[Host | None]:
+    """For each chunk inside a window (a sentence), (the window's embedded text, the character spans in
     the window's embedded text to pool: the sentence's, and with ``POOL_TITLE`` the title line's,
     as the sentence's own embedded text would have had it); None for the others."""
-    out: list[tuple[int, Pool] | None] = []
+    out: list[Host | None] = []
     for c, host in zip(chunks, window_hosts(chunks), strict=True):
         if host is None:
             out.append(None)
@@ -530,5 +554,5 @@ def _pool_hosts(chunks: Sequence[Chunk], texts: Sequence[str]) -> list[tuple[int
             continue
         sentence = (at + c.char_start - w.char_start, at + c.char_end - w.char_start)
         title = (0, at - 1) if POOL_TITLE and at > 1 else None
-        out.append((host, (title, sentence) if title else (sentence,)))
+        out.append((texts[host], (title, sentence) if title else (sentence,)))
     return out

@@ -49,9 +49,9 @@ def test_pool_hosts_give_each_sentence_its_span_in_the_windows_embedded_text() -
         if h is not None:
             host, pool = h
             a, b = pool[-1]
-            assert texts[host][a:b] == c.text and texts[host].startswith("Title\n")
+            assert host in texts and host[a:b] == c.text and host.startswith("Title\n")
             if len(pool) == 2:  # the title line's span comes first
-                assert texts[host][pool[0][0] : pool[0][1]] == "Title"
+                assert host[pool[0][0] : pool[0][1]] == "Title"
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_pooled_index_vectors_come_from_the_windows_runs(tmp_path: Path) -> None
         if h is None:
             expected = encoder.embed([texts[first.index(row)]])[0]
         else:
-            expected = encoder.embed_pooled([texts[h[0]]], [[h[1]]], special=POOL_SPECIAL_TOKENS)[1][0][0]
+            expected = encoder.embed_pooled([h[0]], [[h[1]]], special=POOL_SPECIAL_TOKENS)[1][0][0]
         assert float(expected @ vectors[row]) > 0.9999
 
     # nothing changed: no model work; one changed file: only its chunks
@@ -178,7 +178,7 @@ def test_vector_kind_change_reembeds_every_document(tmp_path: Path) -> None:
     write(settings.corpus, "a.txt", "Alpha\n\nOne sentence here. Another one there. A third one too.\n")
     write(settings.corpus, "b.txt", "Beta\n\nJust one line.\n")
     Indexer(settings, embedder=FakeEmbedder(), progress=False).sync()
-    assert Indexer(settings, progress=False)._vectors() == {"sentence_vectors": "separate", "precision": "float"}
+    assert Indexer(settings, progress=False)._vectors() == {"sentence_vectors": "separate", "precision": "float", "block_tokens": 0}
     assert store.open_snapshot(settings.index).meta.chunking["sentence_vectors"] == "separate"
     again = Indexer(settings, embedder=FakeEmbedder(), progress=False).sync()
     assert again.chunks_embedded == 0
@@ -189,14 +189,14 @@ def test_vector_kind_change_reembeds_every_document(tmp_path: Path) -> None:
     changed = Indexer(settings, embedder=Int8Fake(), progress=False).sync()
     assert sorted(changed.changed) == ["corpus/a.txt", "corpus/b.txt"] and changed.unchanged == 0
     assert changed.chunks_embedded == changed.chunks_total
-    assert store.open_snapshot(settings.index).meta.chunking["precision"] == "int8"
+    assert store.open_snapshot(settings.index).meta.chunking["precision"] == "int8-v2"
     other = settings.model_copy(update={"sentence_vectors": "separate", "passage_encoder": "onnx-int8"})
     indexer = Indexer(other, progress=False)
-    assert indexer._vectors() == {"sentence_vectors": "separate", "precision": "int8"}
+    assert indexer._vectors() == {"sentence_vectors": "separate", "precision": "int8-v2", "block_tokens": 0}
     torch_side = settings.model_copy(update={"passage_encoder": "torch"})
-    assert Indexer(torch_side, progress=False)._vectors() == {"sentence_vectors": "separate", "precision": "float"}
+    assert Indexer(torch_side, progress=False)._vectors() == {"sentence_vectors": "separate", "precision": "float", "block_tokens": 0}
     dask = settings.model_copy(update={"dask": "tcp://127.0.0.1:1"})  # workers run sentence-transformers
-    assert Indexer(dask, progress=False)._vectors() == {"sentence_vectors": "separate", "precision": "float"}
+    assert Indexer(dask, progress=False)._vectors() == {"sentence_vectors": "separate", "precision": "float", "block_tokens": 0}
 
 
 @pytest.mark.model
@@ -209,7 +209,7 @@ def test_embedding_cache_keys_a_pooled_sentence_by_its_window(tmp_path: Path,
     cache = EmbeddingCache(tmp_path / "cache.sqlite", "k", 384)
     texts = ["Prices rose. Banks lent more.", "Prices rose. Rain fell all week.", "Prices rose.", "Prices rose.",
              "Prices rose. Banks lent more."]
-    hosts = [None, None, (0, ((0, 12),)), (1, ((0, 12),)), None]
+    hosts = [None, None, (texts[0], ((0, 12),)), (texts[1], ((0, 12),)), None]
     out = indexer._embed(texts, hosts, cache)
     assert float(out[2] @ out[3]) < 0.9999  # context differs
     np.testing.assert_allclose(out[0], out[4])
@@ -224,7 +224,7 @@ def test_an_encoder_that_cannot_pool_embeds_sentences_alone(tmp_path: Path) -> N
     indexer = Indexer(settings, embedder=fake, progress=False)
     cache = EmbeddingCache(tmp_path / "cache.sqlite", "k", fake.info.dim)
     texts = ["A b. C d.", "A b. C d.", "A b."]
-    out = indexer._embed(texts, [None, None, (0, ((0, 4),))], cache)
+    out = indexer._embed(texts, [None, None, (texts[0], ((0, 4),))], cache)
     assert fake.texts == 2  # the window once, the sentence alone
     np.testing.assert_allclose(out[2], fake.embed(["A b."])[0])
     cache.close()
