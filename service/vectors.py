@@ -173,20 +173,26 @@ def _second_thread(pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="exact-search")
 
 
-def _halves(matrices: list[np.ndarray]) -> tuple[list[int], list[int]]:
-    """The matrices' positions in two groups of about equal rows (largest first, to the lighter)."""
-    groups: tuple[list[int], list[int]] = ([], [])
-    rows = [0, 0]
-    for i in sorted(range(len(matrices)), key=lambda i: -len(matrices[i])):
-        g = 0 if rows[0] <= rows[1] else 1
-        groups[g].append(i)
-        rows[g] += len(matrices[i])
-    return groups
+def _halves(matrices: list[np.ndarray]) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, np.ndarray]]]:
+    """The matrices' rows in two halves of equal rows, as (matrix position, rows) pieces in order: at
+    most one matrix is cut in two (a slice of rows, no copy)."""
+    cut = sum(len(m) for m in matrices) // 2
+    first: list[tuple[int, np.ndarray]] = []
+    second: list[tuple[int, np.ndarray]] = []
+    row = 0
+    for i, m in enumerate(matrices):
+        mine = min(max(cut - row, 0), len(m))  # rows of this matrix before the cut
+        if mine:
+            first.append((i, m[:mine]))
+        if mine < len(m):
+            second.append((i, m[mine:]))
+        row += len(m)
+    return first, second
 
 
 def exact_scores_many(queries: np.ndarray, matrices: list[np.ndarray]) -> list[np.ndarray]:
-    """:func:`exact_scores` for several matrices (an index's segments), split in two halves of about
-    equal rows, each scored in one single-threaded onnxruntime run, one of them on a second thread.
+    """:func:`exact_scores` for several matrices (an index's segments), their rows split in two equal
+    halves, each scored in one single-threaded onnxruntime run, one of them on a second thread.
 
     The two threads meet once per call. Running the matrices as the nodes of one two-threaded graph
     made them meet once per matrix: on a busy machine each meeting waits for a descheduled thread,
@@ -196,10 +202,10 @@ def exact_scores_many(queries: np.ndarray, matrices: list[np.ndarray]) -> list[n
     if len(matrices) == 1:
         return [exact_scores(queries, matrices[0])]
 
-    def run(group: list[int]) -> list[np.ndarray]:
+    def run(group: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
         if not group:
             return []
-        feed = {"queries": queries, **{f"matrix_{j}": matrices[i] for j, i in enumerate(group)}}
+        feed = {"queries": queries, **{f"matrix_{j}": m for j, (_i, m) in enumerate(group)}}
         return [np.asarray(s, np.float32) for s in _gemm_many_session(len(group)).run(None, feed)]
 
     from .runtime import intra_op_threads
@@ -218,13 +224,14 @@ def exact_scores_many(queries: np.ndarray, matrices: list[np.ndarray]) -> list[n
         later = _second_thread(os.getpid()).submit(second_half)
     else:
         first, second = first + second, []
-    out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(matrices)
-    for i, scores in zip(first, run(first), strict=True):
-        out[i] = scores
+    pieces: list[list[np.ndarray]] = [[] for _ in matrices]
+    for (i, _m), scores in zip(first, run(first), strict=True):
+        pieces[i].append(scores)
     if later is not None:
-        for i, scores in zip(second, later.result(), strict=True):
-            out[i] = scores
-    return out
+        for (i, _m), scores in zip(second, later.result(), strict=True):
+            pieces[i].append(scores)
+    return [p[0] if len(p) == 1 else np.concatenate(p, axis=1) if p else np.zeros((len(queries), 0), np.float32)
+            for p in pieces]
 
 
 def exact_scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:

@@ -117,12 +117,15 @@ def test_several_matrices_score_as_their_products(sizes: list[int], batch: int) 
         np.testing.assert_allclose(g, queries @ m.T, rtol=1e-5, atol=1e-5)
 
 
-def test_halves_hold_every_matrix_once_with_balanced_rows() -> None:
-    sizes = [1000, 3, 3, 250, 17, 600, 2]
-    first, second = vectors._halves([np.zeros((n, 2), np.float32) for n in sizes])
-    assert sorted(first + second) == list(range(len(sizes)))
-    rows = [sum(sizes[i] for i in g) for g in (first, second)]
-    assert abs(rows[0] - rows[1]) <= max(sizes)
+def test_halves_cover_every_row_once_in_equal_halves() -> None:
+    sizes = [1000, 3, 0, 250, 17, 600, 2]
+    matrices = [np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 1000 * i for i, n in enumerate(sizes)]
+    first, second = vectors._halves(matrices)
+    assert abs(sum(len(m) for _i, m in first) - sum(len(m) for _i, m in second)) <= 1
+    for i, m in enumerate(matrices):  # each matrix is its pieces, in order, without copies
+        pieces = [p for j, p in first + second if j == i]
+        np.testing.assert_array_equal(np.concatenate(pieces) if pieces else m[:0], m)
+        assert all(np.shares_memory(p, m) for p in pieces)
 
 
 def test_several_matrices_scored_from_many_threads_at_once() -> None:
