@@ -162,11 +162,12 @@ def evaluate(items: Sequence[Item], weights: dict[str, float] | None, threshold:
         if g["holds"]:
             row["holds"] = round(float(np.mean(g["holds"])), 4)
         out[name] = row
-    sq = [x for name in ("odd", "even") for x in [groups[name]] if name in groups]
-    holds = [h for g in sq for h in g["holds"]]
-    out["squad_sample"] = {"n": sum(len(g["answered"]) for g in sq),
-                           "answered": round(float(np.mean([a for g in sq for a in g["answered"]])), 4),
-                           "holds": round(float(np.mean(holds)), 4)}
+    sq = [groups[name] for name in ("odd", "even") if name in groups]
+    if sq:  # the benchmark's answer sample: both halves together
+        holds = [h for g in sq for h in g["holds"]]
+        out["squad_sample"] = {"n": sum(len(g["answered"]) for g in sq),
+                               "answered": round(float(np.mean([a for g in sq for a in g["answered"]])), 4),
+                               "holds": round(float(np.mean(holds)), 4) if holds else 0.0}
     return out
 
 
