@@ -6,7 +6,9 @@ Collects every candidate sentence's evidence once (``sentence_evidence``) for th
 sets as ``bench.quality.eval_answers`` (SQuAD answerable, SQuAD questions whose article is not
 indexed, SciFact claims) and for the Reuters news set, then scores each weight setting without model work: the threshold is
 the highest that still answers 95% of answerable questions, and the table gives how often the
-answer sentence holds a gold span and how often unanswerable questions are refused.
+evidence score's own best sentence holds a gold span and how often unanswerable questions are refused.
+The weights decide the confidence (answer or abstain); which sentence the service answers with is
+``service.sentence_choice``'s ranking, fitted and checked by ``python -m bench.reader_training``.
 """
 
 from __future__ import annotations

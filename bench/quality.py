@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from service import store
-from service.answer import build_answer
+from service.answer import build_answer, score_sentences
 from service.config import PROJECT_ROOT, Settings
 from service.embed_cache import EmbeddingCache
 from service.embedding import ModelInfo, OnnxEmbedder, TorchEmbedder, model_info, onnx_path_for
@@ -332,7 +332,7 @@ def eval_reuters(bench: Bench, fusions: Sequence[str]) -> dict[str, Any]:
                            "chunks": view.size, "threshold": t}
     for fusion in fusions:
         retriever, how = bench.searcher(view, fusion)
-        h1, h5, answered, holds, abstained = [], [], [], [], []
+        h1, h5, answered, holds, abstained, holds_before = [], [], [], [], [], []
         for q, v in zip(questions, vecs, strict=True):
             passages = retriever.search(q.text, v, max(5, bench.settings.default_k), fusion=how)
             ans = build_answer(q.text, v, passages[: bench.settings.default_k], bench.query, t)
@@ -346,10 +346,13 @@ def eval_reuters(bench: Bench, fusions: Sequence[str]) -> dict[str, Any]:
             answered.append(float(ans.answer is not None))
             if ans.answer is not None:
                 holds.append(float(any(a.lower() in ans.answer.lower() for a in q.answers)))
+                before = evidence_choice(q.text, v, passages[: bench.settings.default_k], bench.query).lower()
+                holds_before.append(float(any(a.lower() in before for a in q.answers)))
         out[fusion] = {"hit@1": round(mean(h1), 4), "hit@5": round(mean(h5), 4),
                        "hit@1_ci95": ci95(h1), "hit@5_ci95": ci95(h5),
                        "answered_rate": round(mean(answered), 4), "answered_rate_ci95": ci95(answered),
                        "answer_holds_gold_span": round(mean(holds), 4), "answer_holds_gold_span_ci95": ci95(holds),
+                       "answer_holds_gold_span_evidence_choice": round(mean(holds_before), 4),
                        "abstain_rate_not_covered": round(mean(abstained), 4),
                        "abstain_rate_not_covered_ci95": ci95(abstained)}
         log(f"[reuters] {fusion:9s} hit@1 {mean(h1):.4f}  hit@5 {mean(h5):.4f}  answered {mean(answered):.3f}  "
@@ -369,7 +372,7 @@ def _answer_scores(bench: Bench, index_dir: Path, questions: Sequence[str],
     retriever = bench.retriever(index_dir)
     assert bench.query is not None
     vecs = bench.vectors(questions)
-    scores, cites, holds = [], [], []
+    scores, cites, holds, holds_shown, holds_before = [], [], [], [], []
     for i, (q, v) in enumerate(zip(questions, vecs, strict=True)):
         passages = retriever.search(q, v, bench.settings.default_k)
         ans = build_answer(q, v, passages, bench.query, threshold=-1e9)  # always answer: keep the score
@@ -379,7 +382,17 @@ def _answer_scores(bench: Bench, index_dir: Path, questions: Sequence[str],
             first = ans.citations[0]
             cites.append((first.source, first.paragraph) == (source, paragraph))
             holds.append(any(a.lower() in (ans.answer or "").lower() for a in answers))
-    return {"scores": scores, "cites": cites, "holds": holds}
+            # What the reader is shown: the answer, and the sentence before it when it opens with "They" ...
+            shown = f"{ans.context.text} {ans.answer}" if ans.context else (ans.answer or "")
+            holds_shown.append(any(a.lower() in shown.lower() for a in answers))
+            holds_before.append(any(a.lower() in evidence_choice(q, v, passages, bench.query).lower() for a in answers))
+    return {"scores": scores, "cites": cites, "holds": holds, "holds_shown": holds_shown, "holds_before": holds_before}
+
+
+def evidence_choice(question: str, vector: np.ndarray, passages: Sequence[Any], embedder: Any) -> str:
+    """The baseline reader's answer sentence: the best evidence score (before ``service.sentence_choice``)."""
+    best = score_sentences(question, vector, passages, embedder)
+    return best[0].text if best else ""
 
 
 @dataclass
@@ -421,6 +434,11 @@ def eval_answers(bench: Bench, n: int) -> dict[str, Any]:
         "answered_rate": round(mean(answered), 4),
         "answered_correct_paragraph": round(mean(c for c, a in zip(pos["cites"], answered, strict=True) if a), 4),
         "answer_holds_gold_span": round(mean(h for h, a in zip(pos["holds"], answered, strict=True) if a), 4),
+        "answer_holds_gold_span_ci95": ci95([h for h, a in zip(pos["holds"], answered, strict=True) if a]),
+        "answer_holds_gold_span_evidence_choice": round(
+            mean(h for h, a in zip(pos["holds_before"], answered, strict=True) if a), 4),
+        "answer_or_context_holds_gold_span": round(
+            mean(h for h, a in zip(pos["holds_shown"], answered, strict=True) if a), 4),
         "unanswerable_squad": len(missing),
         "abstain_rate_squad_other_articles": round(mean(s < t for s in neg_squad), 4),
         "unanswerable_scifact_claims": len(claims),
@@ -767,8 +785,9 @@ def table(results: dict[str, Any]) -> str:
     if rt:
         lines += ["", f"Reuters news ({rt['articles']} articles, {rt['questions']} questions + {rt['not_covered']} "
                   f"not covered; not used for tuning; answer threshold {rt['threshold']:.3f}):", "",
-                  "| retrieval | hit@1 | hit@5 | answered | answer holds a gold span | abstain (not covered) |",
-                  "|---|---|---|---|---|---|"]
+                  "| retrieval | hit@1 | hit@5 | answered | answer holds a gold span | same, evidence-score choice "
+                  "| abstain (not covered) |",
+                  "|---|---|---|---|---|---|---|"]
 
         def ci(block: dict[str, Any], metric: str) -> str:
             lo, hi = block[f"{metric}_ci95"]
@@ -779,7 +798,9 @@ def table(results: dict[str, Any]) -> str:
                 r = rt[fusion]
                 name = f"**{label} (default)**" if fusion == default else label
                 lines.append(f"| {name} | {ci(r, 'hit@1')} | {ci(r, 'hit@5')} | {ci(r, 'answered_rate')} | "
-                             f"{ci(r, 'answer_holds_gold_span')} | {ci(r, 'abstain_rate_not_covered')} |")
+                             f"{ci(r, 'answer_holds_gold_span')} | "
+                             f"{r.get('answer_holds_gold_span_evidence_choice', float('nan')):.3f} | "
+                             f"{ci(r, 'abstain_rate_not_covered')} |")
     ab = results.get("ablations")
     if ab and sci and sq:
         fusion = default
@@ -804,7 +825,12 @@ def table(results: dict[str, Any]) -> str:
             f"Answers (threshold {a['threshold']:.3f}): answered {a['answered_rate']:.1%} of {a['answerable']} "
             f"answerable SQuAD questions (first citation is the gold paragraph for "
             f"{a['answered_correct_paragraph']:.1%} of those answered; the answer sentence holds a gold span for "
-            f"{a['answer_holds_gold_span']:.1%}); abstained on {a['abstain_rate_squad_other_articles']:.1%} of "
+            f"{a['answer_holds_gold_span']:.1%}"
+            + (f" (choosing by the evidence score, as before service.sentence_choice: "
+               f"{a['answer_holds_gold_span_evidence_choice']:.1%})" if "answer_holds_gold_span_evidence_choice" in a else "")
+            + (f", with the sentence shown before an answer that opens with 'They', 'It' ... "
+               f"{a['answer_or_context_holds_gold_span']:.1%}" if "answer_or_context_holds_gold_span" in a else "")
+            + f"); abstained on {a['abstain_rate_squad_other_articles']:.1%} of "
             f"{a['unanswerable_squad']} questions whose article is not indexed and on "
             f"{a['abstain_rate_scifact_claims']:.1%} of {a['unanswerable_scifact_claims']} SciFact claims asked "
             "of the SQuAD index.",

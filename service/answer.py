@@ -2,9 +2,10 @@
 
 Every sentence of the top passages is scored against the question, densely (cosine of the
 sentence and question embeddings) and lexically (how much of the question's weighted terms the
-sentence contains), with a prior for its passage's own similarity. The best sentence is the
-answer when its score reaches the abstain threshold; otherwise the answer is ``None`` and the
-reason says why, so that an off-topic question does not get a confident wrong answer.
+sentence contains), with a prior for its passage's own similarity. When the best of these
+evidence scores reaches the abstain threshold, the sentence that ``service.sentence_choice`` ranks
+first is the answer; otherwise the answer is ``None`` and the reason says why, so that an
+off-topic question does not get a confident wrong answer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .chunking import sentence_spans
 from .embedding import Embedder
 from .lexical import analyze_query, iter_span_terms, span_terms
 from .retrieval import Passage
+from .sentence_choice import choice_scores
 
 
 # Weights chosen on SQuAD (bench/answer_tuning.py over the evidence of bench/quality.py's answer sets:
@@ -163,6 +165,7 @@ class Evidence:
     coverage: float  # of the question's terms, by the sentence alone
     coverage_with_previous: float  # by the sentence and the one before it in its passage
     holds_kind: float  # 1: holds an answer of the asked kind; 0: does not; 0 too when no kind is asked
+    kind_asked: float = 0.0  # 1 when the question asks for a kind of answer (``service.answer_type``)
 
     def score(self, w: Weights = WEIGHTS) -> float:
         terms = (1 - w.context) * self.coverage + w.context * self.coverage_with_previous
@@ -198,6 +201,7 @@ def sentence_evidence(
             i, a, b, text, float(sim), top[i].dense, term_coverage(terms, present, idf),
             term_coverage(terms, present | previous, idf),
             1.0 if kind is not None and holds_kind(kind, text, question) else 0.0,
+            0.0 if kind is None else 1.0,
         ))
     return out
 
@@ -242,12 +246,18 @@ def build_answer(
     embedder: Embedder,
     threshold: float,
 ) -> Answer:
+    """The answer: whether anything answers is the best evidence score against ``threshold``; which
+    sentence answers is ``service.sentence_choice``'s ranking of the same candidates (each cited
+    passage quotes its own first-ranked sentence)."""
     if not passages:
         return Answer(question, None, [], 0.0, "the index has no passage related to the question")
-    sentences = score_sentences(question, question_vector, passages, embedder)
-    best_by_passage: dict[int, Sentence] = {}
-    for sentence in sentences:
-        best_by_passage.setdefault(sentence.passage, sentence)
+    evidence = sentence_evidence(question, question_vector, passages, embedder)
+    confidence = max((e.score() for e in evidence), default=0.0)
+    choice = choice_scores(question, evidence, passages)
+    order = sorted(range(len(evidence)), key=lambda i: -choice[i])
+    best_by_passage: dict[int, Evidence] = {}
+    for i in order:
+        best_by_passage.setdefault(evidence[i].passage, evidence[i])
     citations = []
     for i, p in enumerate(passages):
         s = best_by_passage.get(i)
@@ -255,15 +265,14 @@ def build_answer(
             p.source, p.paragraph, p.text, p.char_start, p.char_end, p.score,
             s.text if s else p.text, s.start if s else p.char_start, s.end if s else p.char_end, p.title,
         ))
-    best = sentences[0] if sentences else None
-    if best is None or best.score < threshold:
-        confidence = best.score if best else 0.0
+    if not evidence or confidence < threshold:
         return Answer(
             question, None, citations, confidence,
             f"no passage answers the question well enough (best evidence scores {confidence:.2f}, "
             f"below the {threshold:.2f} threshold); the closest passages are listed as citations",
         )
+    best = evidence[order[0]]
     # The passage holding the answer sentence is cited first.
-    order = [best.passage] + [i for i in range(len(citations)) if i != best.passage]
+    cited = [best.passage] + [i for i in range(len(citations)) if i != best.passage]
     context = antecedent(passages[best.passage], best.start) if opens_with_anaphor(best.text) else None
-    return Answer(question, best.text, [citations[i] for i in order], best.score, None, context)
+    return Answer(question, best.text, [citations[i] for i in cited], confidence, None, context)
