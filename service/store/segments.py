@@ -321,13 +321,14 @@ def _merge_top(found: list[tuple[np.ndarray, np.ndarray]], rows: int, n: int) ->
 
 
 class PartsVectors:
-    """Nearest chunks over several parts: each part searched on its own (exact, or its HNSW graph),
-    deleted or filtered-out rows skipped, the best ``n`` of all kept."""
+    """Nearest chunks over several parts: the exact ones scored together, each HNSW graph walked on
+    its own, deleted or filtered-out rows skipped, the best ``n`` of all kept."""
 
     def __init__(self, parts: Sequence[Part], masks: Sequence[np.ndarray | None], total: int) -> None:
         self.parts, self.masks, self.total = parts, masks, total
         # Exact parts are scored whole (all rows, or most of them: deleted or filtered rows dropped
-        # after) in one onnxruntime run with one selection; the rest are searched on their own.
+        # after) by one ``exact_scores_many`` call (two halves on two threads) and one selection;
+        # the rest are searched on their own, their searchers built once per view.
         self.whole = [(p, None if m is None else np.flatnonzero(~m)) for p, m in zip(parts, masks, strict=True)
                       if isinstance(p.segment.vectors, vector_index.ExactIndex) and p.segment.size
                       and (m is None or m.sum() > p.segment.size // 4)]
