@@ -328,7 +328,9 @@ def bm25_postings(segments: Sequence[tuple[TermPostings, int, np.ndarray | None]
     df = np.bincount(term_of, weights=live_hit, minlength=len(counts))
     times = np.fromiter(counts.values(), np.float64, len(counts))
     idf = np.where(df > 0, times * bm25_idf(df, stats.chunks), 0.0)  # a term no live chunk holds: no weight
-    f = np.concatenate(tf).astype(np.float64)
+    f = np.concatenate(tf).astype(np.float32)
     length = row_lengths[hit] if row_lengths is not None else np.concatenate(lengths)
-    weights = idf[term_of] * f / (norm + slope * length + f)
+    # idf x tf in float32, over a float64 length term: the same roundings as bm25s's stored weights,
+    # so an index upgraded from bm25s (format 4 and older) scores every chunk to the bit as before.
+    weights = idf.astype(np.float32)[term_of] * f / (norm + slope * length.astype(np.float64) + f)
     return hit, weights
