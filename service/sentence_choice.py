@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .lexical import analyze, analyze_query
+from .retrieval import is_headline
 
 if TYPE_CHECKING:
     from .answer import Evidence
@@ -56,10 +57,6 @@ CHOICE_WEIGHTS: dict[str, float] = {
 
 def _bigrams(terms: Sequence[str]) -> set[tuple[str, str]]:
     return set(zip(terms, terms[1:], strict=False))
-
-
-def _is_headline(p: Passage) -> bool:
-    return p.paragraph == 1 and bool(p.title) and p.text.strip() == p.title.strip()
 
 
 def feature_matrix(question: str, evidence: Sequence[Evidence], passages: Sequence[Passage]) -> np.ndarray:
@@ -92,7 +89,7 @@ def feature_matrix(question: str, evidence: Sequence[Evidence], passages: Sequen
             e.kind_asked * (1.0 - e.holds_kind),
             1.0 / (1 + e.passage),
             p.score / top_score,
-            1.0 if _is_headline(p) else 0.0,
+            1.0 if is_headline(p) else 0.0,
         ))
     return np.asarray(rows, dtype=np.float64)
 
