@@ -264,11 +264,6 @@ class TermPostings:
             raise ValueError(f"the term postings in {folder} are inconsistent")
         return cls({t: i for i, t in enumerate(terms)}, indptr, chunks, tf, lengths)
 
-    def count(self, term: str) -> int:
-        """How many chunk rows hold ``term``."""
-        row = self.vocab.get(term)
-        return 0 if row is None else int(self.indptr[row + 1] - self.indptr[row])
-
     def rows_of(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """The chunk rows holding ``term`` and its frequency in each (empty when absent)."""
         row = self.vocab.get(term)

@@ -325,7 +325,7 @@ class PartsVectors:
     its own, deleted or filtered-out rows skipped, the best ``n`` of all kept."""
 
     def __init__(self, parts: Sequence[Part], masks: Sequence[np.ndarray | None], total: int) -> None:
-        self.parts, self.masks, self.total = parts, masks, total
+        self.parts, self.total = parts, total
         # Exact parts are scored whole (all rows, or most of them: deleted or filtered rows dropped
         # after) by one ``exact_scores_many`` call (two halves on two threads) and one selection;
         # the rest are searched on their own, their searchers built once per view.
@@ -386,8 +386,9 @@ class PartsLexical:
     @cached_property
     def excluded(self) -> np.ndarray | None:
         """The rows not searched (deleted or filtered out); None: all searched."""
-        if all(m is None for m in self.masks):
-            return None
+        if all(m is p.live for p, m in zip(self.parts, self.masks, strict=True)):  # the view's own: deleted rows
+            live = self.row_live
+            return None if live is None else ~live
         return ~np.concatenate([m if m is not None else np.ones(p.segment.size, bool)
                                 for p, m in zip(self.parts, self.masks, strict=True)])
 
@@ -655,7 +656,8 @@ class SubsetVectors:
     than scoring every row), a larger one by scoring every row and dropping the others; exact either
     way. HNSW index: a selection of up to ``SUBSET_EXACT_ROWS`` rows and a quarter of the graph is
     gathered and scored exactly, a larger one is searched through the graph with a bitmap of the
-    admitted rows (efSearch at least ``n``; approximate, as every HNSW search is). The ``n`` best admitted rows come back whenever ``n`` are admitted.
+    admitted rows (efSearch at least ``n``; approximate, as every HNSW search is). The ``n`` best
+    admitted rows come back whenever ``n`` are admitted.
     """
 
     def __init__(self, whole: vector_index.VectorIndex, matrix: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> None:
