@@ -43,7 +43,7 @@ import numpy as np
 from service.config import PROJECT_ROOT, Settings
 from service.store.base import DocumentUpsert, IndexMeta
 from service.store.local import LocalStore, open_snapshot
-from service.store.merging import MergePolicy, merge_all
+from service.store.merging import MergePolicy, merge_all, merge_once
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 HNSW_100K_THRESHOLD = 50_000  # "100k-hnsw": the ~100k index with graphs, as an index past the threshold has
@@ -97,15 +97,33 @@ def copies(upserts: list[DocumentUpsert], chunks: int) -> list[DocumentUpsert]:
     return out
 
 
-def worst_case_groups(upserts: list[DocumentUpsert], policy: MergePolicy) -> list[list[DocumentUpsert]]:
-    """Documents grouped into the most segments the policy lets stand: ``per_tier - 1`` segments at
-    the top of each tier, from the smallest tier up, the rest in one segment."""
+def worst_case_groups(upserts: list[DocumentUpsert], policy: MergePolicy, graphs: bool = False
+                      ) -> list[list[DocumentUpsert]]:
+    """Documents grouped into the most segments the policy lets stand, counting the commit that then
+    replaces one document of each group (``bench_size``) as one more segment of tier 0.
+
+    Exact index: ``per_tier - 1`` segments at the top of each tier, from the smallest tier up (tier 0:
+    one fewer, for that commit), the rest in one segment. Past the HNSW threshold (``graphs``): one
+    graph holding all but the policy's tail, and the tail (all it may hold) in ``per_tier - 2``
+    segments beside that commit's."""
+    if graphs:
+        parts = max(policy.per_tier - 2, 1)
+        # the replacing commit's chunks, at most (it replaces the smallest document of each group)
+        margin = (parts + 1) * int(statistics.median(len(u.chunks) for u in upserts))
+        budget = policy.tail(sum(len(u.chunks) for u in upserts)) - margin
+        kept, chunks = len(upserts), 0
+        while kept > 1 and chunks + len(upserts[kept - 1].chunks) <= budget:
+            kept -= 1
+            chunks += len(upserts[kept].chunks)
+        tail = upserts[kept:]
+        cut = [round(i * len(tail) / parts) for i in range(parts + 1)]
+        return [upserts[:kept], *[tail[cut[i] : cut[i + 1]] for i in range(parts) if cut[i + 1] > cut[i]]]
     groups: list[list[DocumentUpsert]] = []
     rest = list(upserts)
     tier = 0
     while rest:
         size = policy.floor * policy.per_tier ** tier
-        for _ in range(policy.per_tier - 1):
+        for _ in range(policy.per_tier - (2 if tier == 0 else 1)):
             group: list[DocumentUpsert] = []
             chunks = 0
             while rest and chunks + len(rest[0].chunks) <= size:
@@ -125,6 +143,7 @@ def build(folder: Path, meta: IndexMeta, groups: Sequence[list[DocumentUpsert]],
     """An index whose segments are exactly ``groups`` (merges held off while it is built)."""
     local = LocalStore(folder, hnsw_threshold=hnsw_threshold, lexical_text=lambda d, c: c.text,
                        segments_per_tier=10_000, merge_in_background=False)
+    local.policy = MergePolicy(10_000, tail_share=1.0)
     for group in groups:
         with local.writer() as writer:
             writer.apply(meta, group, [])
@@ -187,19 +206,26 @@ def pct(values: Sequence[float], q: float) -> float:
 def bench_size(name: str, meta: IndexMeta, upserts: list[DocumentUpsert], probe: DocumentUpsert, repeat: int,
                hnsw_threshold: int, claims: list[str], claim_vectors: np.ndarray, root: Path,
                full_rewrites: int) -> dict[str, Any]:
-    policy = MergePolicy(Settings().segments_per_tier)
-    groups = worst_case_groups(upserts, policy)
+    settings = Settings()
+    policy = MergePolicy(settings.segments_per_tier, tail_share=settings.graph_tail_share)
     chunks = sum(len(u.chunks) for u in upserts)
+    graphs = chunks > hnsw_threshold
+    groups = worst_case_groups(upserts, policy, graphs)
     log(f"{name}: {len(upserts)} documents, {chunks} chunks in {len(groups)} segments")
     t = time.perf_counter()
     local = build(root / name, meta, groups, hnsw_threshold)
     built = time.perf_counter() - t
     # the worst case also carries deletions: a few documents of each segment replaced
-    replaced = [g[0] for g in groups if len(g) > 1]
+    replaced = [min(g, key=lambda u: len(u.chunks)) for g in groups if len(g) > 1]
     with local.writer() as writer:
         writer.apply(meta, replaced, [])
     split = open_snapshot(local.index_dir)
+    if policy.plan(split.parts, graphs):
+        raise AssertionError(f"{name}: the worst case built is not a state the merge policy lets stand")
     out: dict[str, Any] = {"documents": len(upserts), "chunks": chunks, "segments_worst_case": len(split.parts),
+                           "graphs_worst_case": sum(p.segment.vectors.kind == "hnsw" for p in split.parts),
+                           "exact_rows_worst_case": sum(p.segment.size for p in split.parts
+                                                        if p.segment.vectors.kind == "exact"),
                            "build_s": round(built, 1)}
     shutil.copytree(local.index_dir, root / f"{name}-merged")
     whole = LocalStore(root / f"{name}-merged", hnsw_threshold=hnsw_threshold, lexical_text=lambda d, c: c.text,
@@ -207,6 +233,20 @@ def bench_size(name: str, meta: IndexMeta, upserts: list[DocumentUpsert], probe:
     merge_t = time.perf_counter()
     merge_all(whole)
     out["merge_all_s"] = round(time.perf_counter() - merge_t, 2)
+    if graphs:  # the policy's own merge once the tail outgrows its share: folded into the base's graph
+        shutil.copytree(local.index_dir, root / f"{name}-fold")
+        folding = LocalStore(root / f"{name}-fold", hnsw_threshold=hnsw_threshold, lexical_text=lambda d, c: c.text,
+                             merge_in_background=False)
+        folding.policy = MergePolicy(policy.per_tier, tail_share=1e-9, tail_min=0)
+        fold_t = time.perf_counter()
+        merge_once(folding)
+        folded = open_snapshot(folding.index_dir)
+        out["fold_s"] = round(time.perf_counter() - fold_t, 2)
+        out["fold_rows_added"] = out["exact_rows_worst_case"]
+        if len(folded.parts) != 1 or folded.parts[0].segment.nodes <= folded.size:
+            raise AssertionError(f"{name}: the fold did not extend the base's graph")
+        del folded
+        shutil.rmtree(root / f"{name}-fold")
     merged = open_snapshot(whole.index_dir)
     split_q, merged_q = [], []
     for view in (split, merged):  # both opened and warm, as a serving process's views are

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     segments_per_tier: int = Field(
         4, ge=2, description="Local index: segments of similar size that are merged into one in the background."
     )
+    graph_tail_share: float = Field(
+        0.025, gt=0, le=1, description="Local index past the HNSW threshold: chunks outside its graph, as a share of "
+                                       "the index, before a background merge adds them to the graph.")
 
     # --- service -------------------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -278,3 +278,37 @@ def test_graph_segments_skip_deleted_rows_inside_the_graph(tmp_path: Path, monke
         ids_w, scores_w = whole.vectors.search(v[None, :], whole.size)
         assert_same_scores(scored(view, ids[0], scores[0]), scored(whole, ids_w[0], scores_w[0]), text)
     assert walked  # the graph was searched, not its rows gathered
+
+
+def test_past_the_threshold_the_tail_is_folded_into_one_graph(tmp_path: Path) -> None:
+    """Past the HNSW threshold the policy keeps one graph and a tail of at most ``tail_share`` of the
+    index; folds extend the graph (dead nodes never returned), and every read agrees with a rebuild."""
+    local = LocalStore(tmp_path / "index", lexical_text=lexical, segments_per_tier=3, merge_in_background=False,
+                       hnsw_threshold=20)
+    local.policy = MergePolicy(3, tail_share=0.1, tail_min=6)
+    live = churn(local, 160, seed=21, sources=90)
+    view = open_snapshot(local.index_dir)
+    assert view.size > local.hnsw_threshold
+    assert not local.policy.plan(view.parts, graphs=True)  # within the policy
+    graphs = [p for p in view.parts if p.segment.vectors.kind == "hnsw"]
+    assert len(graphs) == 1
+    tail = sum(p.live_chunks for p in view.parts if p is not graphs[0])
+    assert tail <= local.policy.tail(view.size)
+    extended = [json.loads(p.read_text()) for p in (local.index_dir / "segments").glob("*/segment.json")]
+    assert any(r["segment_format"] == 2 and "graph_rows.npy" in r["files"] for r in extended)  # folds happened
+    assert graphs[0].segment.nodes > graphs[0].segment.size  # with dead nodes in the graph
+    fresh = open_snapshot(rebuilt(tmp_path / "fresh", live).index_dir)  # exact: below its threshold
+    assert view.hashes() == fresh.hashes()
+    found = wanted = 0
+    for text, v in queries(60, 8):
+        ids, scores = view.vectors.search(v[None, :], 10)
+        got = scored(view, ids[0][ids[0] >= 0], scores[0][ids[0] >= 0])
+        ids_f, scores_f = fresh.vectors.search(v[None, :], view.size)
+        every = scored(fresh, ids_f[0], scores_f[0])
+        assert all(abs(every[c] - s) < 1e-5 for c, s in got.items())  # live chunks only, scored exactly
+        best = scored(fresh, ids_f[0][:10], scores_f[0][:10])
+        found, wanted = found + len(got.keys() & best.keys()), wanted + len(best)
+        lex, ls = view.lexical.search(text, view.size)
+        lex_f, ls_f = fresh.lexical.search(text, fresh.size)
+        assert_same_scores(scored(view, lex, ls), scored(fresh, lex_f, ls_f), text)
+    assert found >= 0.97 * wanted  # HNSW is approximate; over a few hundred rows it finds nearly all

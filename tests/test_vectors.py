@@ -105,9 +105,13 @@ def test_one_query_and_a_batch_get_the_same_exact_results() -> None:
 
 @pytest.mark.parametrize("sizes", [[7], [5, 0, 300], [1000, 3, 3, 250, 17, 600, 2]])
 @pytest.mark.parametrize("batch", [1, 5])
-def test_several_matrices_score_as_their_products(sizes: list[int], batch: int) -> None:
-    """Segments are scored in two single-threaded halves on two threads; each matrix's scores come
-    back in its own place, equal to the plain product."""
+@pytest.mark.parametrize("halves_from", [0, vectors.HALVES_MIN_ROWS])
+def test_several_matrices_score_as_their_products(sizes: list[int], batch: int, halves_from: int,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments are scored in two single-threaded halves on two threads (from ``HALVES_MIN_ROWS``
+    rows), else on the calling thread; each matrix's scores come back in its own place, equal to the
+    plain product."""
+    monkeypatch.setattr(vectors, "HALVES_MIN_ROWS", halves_from)
     rng = np.random.default_rng(len(sizes) * 10 + batch)
     matrices = [rng.standard_normal((n, 16)).astype(np.float32) for n in sizes]
     queries = rng.standard_normal((batch, 16)).astype(np.float32)
@@ -128,9 +132,10 @@ def test_halves_cover_every_row_once_in_equal_halves() -> None:
         assert all(np.shares_memory(p, m) for p in pieces)
 
 
-def test_several_matrices_scored_from_many_threads_at_once() -> None:
+def test_several_matrices_scored_from_many_threads_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Concurrent callers share one helper thread: whoever finds it busy scores both halves itself,
     and every caller gets its own scores."""
+    monkeypatch.setattr(vectors, "HALVES_MIN_ROWS", 0)
     rng = np.random.default_rng(7)
     matrices = [rng.standard_normal((n, 16)).astype(np.float32) for n in (400, 90, 300, 5)]
     queries = [rng.standard_normal((1, 16)).astype(np.float32) for _ in range(8)]
@@ -148,3 +153,53 @@ def test_several_matrices_scored_from_many_threads_at_once() -> None:
     for i, q in enumerate(queries):
         for got, m in zip(results[i], matrices, strict=True):
             np.testing.assert_allclose(got, q @ m.T, rtol=1e-5, atol=1e-5)
+
+
+def test_an_extended_graph_returns_live_rows_only_scored_exactly(tmp_path: Path) -> None:
+    """A graph extended from another keeps the base's nodes (renumbered to the new rows, dead ones
+    never returned) and adds the new rows as nodes; plain, selected and n > rows searches agree with
+    brute force over the live rows."""
+    old = unit_rows(300, seed=1)
+    base = tmp_path / "base"
+    base.mkdir()
+    vectors.write(base, old, True)
+    rng = np.random.default_rng(2)
+    dead = rng.random(300) < 0.2
+    kept = np.flatnonzero(~dead)
+    new = unit_rows(120, seed=3)
+    # the new segment's rows: the kept old rows and the new ones, shuffled (a merge sorts by source)
+    order = rng.permutation(len(kept) + len(new))
+    matrix = np.concatenate([old[kept], new])[np.argsort(order)]
+    base_rows = np.full(300, -1, np.int64)
+    base_rows[kept] = order[: len(kept)]
+    folder = tmp_path / "extended"
+    folder.mkdir()
+    kind, files = vectors.write(folder, matrix, vectors.GraphExtension(base, base_rows))
+    assert kind == "hnsw" and files == [vectors.FAISS_FILE, vectors.ROWS_FILE]
+    index = vectors.open_index(folder, kind, matrix)
+    assert isinstance(index, vectors.HnswIndex)
+    assert index.ntotal == len(matrix) and index.nodes == 300 + len(new)
+    queries = unit_rows(40, seed=4)
+    ids, scores = index.search(queries, 10)
+    assert ids.min() >= 0 and ids.max() < len(matrix)
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ matrix.T, ids, axis=1), rtol=1e-5, atol=1e-6)
+    hits = sum(len(set(ids[i].tolist()) & set(brute_force(matrix, q, 10))) for i, q in enumerate(queries))
+    assert hits >= 0.97 * 10 * len(queries)
+    ids, _ = index.search(matrix[:20], 1)
+    assert ids[:, 0].tolist() == list(range(20))  # every row finds itself, none finds a dead node
+    mask = rng.random(len(matrix)) < 0.5
+    ids, _ = index.search_selected(queries, 10, index.selection(mask))
+    assert mask[ids[ids >= 0]].all()
+    ids, _ = index.search(queries[:2], 10_000)  # more than there are: capped at the live rows
+    assert ids.shape == (2, len(matrix)) and len(set(ids[0][ids[0] >= 0].tolist())) == (ids[0] >= 0).sum()
+
+
+def test_a_node_row_map_that_is_not_one_node_per_row_is_refused(tmp_path: Path) -> None:
+    matrix = unit_rows(20)
+    vectors.write(tmp_path, matrix, True)
+    np.save(tmp_path / vectors.ROWS_FILE, np.array([0, 0] + list(range(2, 20)), np.int64))
+    with pytest.raises(ValueError, match="one node per row"):
+        vectors.open_index(tmp_path, "hnsw", matrix)
+    np.save(tmp_path / vectors.ROWS_FILE, np.arange(19, dtype=np.int64))
+    with pytest.raises(ValueError, match="node rows"):
+        vectors.open_index(tmp_path, "hnsw", matrix)

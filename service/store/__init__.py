@@ -55,7 +55,7 @@ def open_store(settings: Settings, index_dir: Path | None = None, *, model_sha25
     from .local import LocalStore
 
     return LocalStore(Path(index_dir or settings.index), model_sha256, full_check, settings.hnsw_threshold,
-                      lexical_text, settings.segments_per_tier)
+                      lexical_text, settings.segments_per_tier, graph_tail_share=settings.graph_tail_share)
 
 
 __all__ = [

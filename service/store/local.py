@@ -413,7 +413,7 @@ class LocalStore:
 
     def __init__(self, index_dir: Path, model_sha256: str | None = None, full_check: bool = True,
                  hnsw_threshold: int = 100_000, lexical_text: LexicalText | None = None,
-                 segments_per_tier: int = 4, merge_in_background: bool = True) -> None:
+                 segments_per_tier: int = 4, merge_in_background: bool = True, graph_tail_share: float = 0.025) -> None:
         from .merging import MergePolicy
 
         self.index_dir = Path(index_dir)
@@ -421,7 +421,7 @@ class LocalStore:
         self.full_check = full_check
         self.hnsw_threshold = hnsw_threshold
         self.lexical_text = lexical_text
-        self.policy = MergePolicy(segments_per_tier)
+        self.policy = MergePolicy(segments_per_tier, tail_share=graph_tail_share)
         self.merge_in_background = merge_in_background
 
     def graph_for(self, segment_chunks: int, index_chunks: int) -> bool:

@@ -7,6 +7,8 @@ A **segment** is a folder under ``segments/`` written once and never changed::
         meta.sqlite         its documents (with their text) and chunks (paragraph, offsets, text)
         vectors.npy         float32 [chunks x dim]; row i is the segment's chunk i
         vectors.faiss       FAISS HNSW over the same rows (only for segments above the HNSW threshold)
+        graph_rows.npy      the graph's node -> row map, when the graph was extended from an older
+                            segment's (segment format 2)
         postings/           term frequencies and chunk lengths (``service.lexical.TermPostings``)
 
 A commit writes one small segment for what it adds and records, in the next manifest, which
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
     from ..filters import Filter
 
 SEGMENTS = "segments"
-SEGMENT_FORMAT = 1
+SEGMENT_FORMAT = 2  # the newest segment format read here (2: an extended graph's node -> row map)
 _SELECTIONS_KEPT = 64  # filters whose chunk selection a view keeps
 
 SCHEMA = """
@@ -123,11 +125,11 @@ def temp_folder(index_dir: Path, name: str) -> Path:
     return index_dir / f".tmp-{name}-{os.getpid()}"
 
 
-def write_segment(index_dir: Path, name: str, content: SegmentContent, graph: bool,
+def write_segment(index_dir: Path, name: str, content: SegmentContent, graph: bool | vector_index.GraphExtension,
                   file_record: Callable[[Path], dict[str, Any]]) -> Path:
-    """Write a complete, fsynced segment (with an HNSW graph when ``graph``) into a temporary folder
-    and return it; the caller moves it into ``segments/`` (``install_segment``) when the manifest
-    that names it is about to be written."""
+    """Write a complete, fsynced segment (with an HNSW graph when ``graph``: built, or extended from
+    another segment's) into a temporary folder and return it; the caller moves it into
+    ``segments/`` (``install_segment``) when the manifest that names it is about to be written."""
     docs, chunks, vectors = content.docs, content.chunks, content.vectors
     if len(chunks) != len(vectors) or len(chunks) != content.postings.size:
         raise ValueError("chunks, vectors and postings must align row for row")
@@ -141,7 +143,7 @@ def write_segment(index_dir: Path, name: str, content: SegmentContent, graph: bo
         kind, vector_files = vector_index.write(tmp, vectors, graph)
         posting_files = content.postings.write(tmp / "postings")
         record = {
-            "segment_format": SEGMENT_FORMAT, "documents": len(docs), "chunks": len(chunks), "vector_index": kind,
+            "segment_format": 2 if vector_index.ROWS_FILE in vector_files else 1, "documents": len(docs), "chunks": len(chunks), "vector_index": kind,
             "files": {f: file_record(tmp / f) for f in ("meta.sqlite", "vectors.npy", *vector_files, *posting_files)},
         }
         (tmp / "segment.json").write_text(json.dumps(record, indent=2, sort_keys=True))
@@ -208,6 +210,12 @@ class Segment:
     def size(self) -> int:
         return len(self.chunk_doc)
 
+    @property
+    def nodes(self) -> int:
+        """Vectors its search walks: its rows, and an extended graph's dead nodes too."""
+        vectors = self.vectors
+        return vectors.nodes if isinstance(vectors, vector_index.HnswIndex) else self.size
+
     def layout(self) -> ArrayLayout:
         """Every chunk's layout, computed once for the segment."""
         layout = self._layout
@@ -265,6 +273,9 @@ def open_segment(index_dir: Path, name: str, full_check: bool,
     folder = index_dir / SEGMENTS / name
     try:
         record = json.loads((folder / "segment.json").read_text())
+        if record.get("segment_format", 1) > SEGMENT_FORMAT:
+            raise ValueError(f"segment format {record['segment_format']} is newer than this program reads "
+                             f"({SEGMENT_FORMAT})")
         verify(folder, record, full_check)
         segment = Segment(folder, record["vector_index"])
     except (sqlite3.DatabaseError, RuntimeError, OSError, ValueError, KeyError) as exc:
