@@ -237,7 +237,7 @@ def bench_size(name: str, meta: IndexMeta, upserts: list[DocumentUpsert], probe:
         shutil.copytree(local.index_dir, root / f"{name}-fold")
         folding = LocalStore(root / f"{name}-fold", hnsw_threshold=hnsw_threshold, lexical_text=lambda d, c: c.text,
                              merge_in_background=False)
-        folding.policy = MergePolicy(policy.per_tier, tail_share=1e-9, tail_min=0)
+        folding.policy = MergePolicy(policy.per_tier, tail_share=1e-9)
         fold_t = time.perf_counter()
         merge_once(folding)
         folded = open_snapshot(folding.index_dir)

@@ -29,15 +29,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from collections.abc import Callable
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     import faiss
 
+T = TypeVar("T")
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 128
@@ -180,6 +182,23 @@ def _second_thread(pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="exact-search")
 
 
+def on_second_thread(work: Callable[[], T]) -> Future[T] | None:
+    """``work`` started on the helper thread when it is free; None when another request holds it (or
+    there is one core): the caller then does the work itself rather than queue behind it."""
+    from .runtime import intra_op_threads
+
+    if intra_op_threads() < 2 or not _HELPER_FREE.acquire(blocking=False):
+        return None
+
+    def run() -> T:
+        try:
+            return work()
+        finally:
+            _HELPER_FREE.release()
+
+    return _second_thread(os.getpid()).submit(run)
+
+
 def _halves(matrices: list[np.ndarray]) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, np.ndarray]]]:
     """The matrices' rows in two halves of equal rows, as (matrix position, rows) pieces in order: at
     most one matrix is cut in two (a slice of rows, no copy)."""
@@ -208,6 +227,8 @@ def exact_scores_many(queries: np.ndarray, matrices: list[np.ndarray]) -> list[n
     queries = np.ascontiguousarray(queries, np.float32)
     if len(matrices) == 1:
         return [exact_scores(queries, matrices[0])]
+    if sum(len(m) for m in matrices) < HALVES_MIN_ROWS:  # too few rows to pay for the hand-over
+        return exact_scores_one_thread(queries, matrices)
 
     def run(group: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
         if not group:
@@ -215,23 +236,9 @@ def exact_scores_many(queries: np.ndarray, matrices: list[np.ndarray]) -> list[n
         feed = {"queries": queries, **{f"matrix_{j}": m for j, (_i, m) in enumerate(group)}}
         return [np.asarray(s, np.float32) for s in _gemm_many_session(len(group)).run(None, feed)]
 
-    from .runtime import intra_op_threads
-
     first, second = _halves(matrices)
-    later = None
-    # The helper thread takes the second half when it is free; when another request holds it (or
-    # there is one core, or too few rows to pay for the hand-over), this thread scores both halves
-    # itself rather than queue behind it.
-    if (second and sum(len(m) for m in matrices) >= HALVES_MIN_ROWS and intra_op_threads() >= 2
-            and _HELPER_FREE.acquire(blocking=False)):
-        def second_half() -> list[np.ndarray]:
-            try:
-                return run(second)
-            finally:
-                _HELPER_FREE.release()
-
-        later = _second_thread(os.getpid()).submit(second_half)
-    else:
+    later = on_second_thread(lambda group=second: run(group)) if second else None  # type: ignore[misc]
+    if later is None:
         first, second = first + second, []
     pieces: list[list[np.ndarray]] = [[] for _ in matrices]
     for (i, _m), scores in zip(first, run(first), strict=True):
@@ -241,6 +248,13 @@ def exact_scores_many(queries: np.ndarray, matrices: list[np.ndarray]) -> list[n
             pieces[i].append(scores)
     return [p[0] if len(p) == 1 else np.concatenate(p, axis=1) if p else np.zeros((len(queries), 0), np.float32)
             for p in pieces]
+
+
+def exact_scores_one_thread(queries: np.ndarray, matrices: list[np.ndarray]) -> list[np.ndarray]:
+    """``queries @ matrix.T`` for each matrix, all in one single-threaded onnxruntime run."""
+    queries = np.ascontiguousarray(queries, np.float32)
+    feed = {"queries": queries, **{f"matrix_{j}": m for j, m in enumerate(matrices)}}
+    return list(_gemm_many_session(len(matrices)).run(None, feed))
 
 
 def exact_scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -263,7 +277,7 @@ class HnswIndex:
         self.index.hnsw.efSearch = HNSW_EF_SEARCH
         self.rows = rows
         self._rows_total = int(index.ntotal)
-        self._live: tuple[Any, np.ndarray] | None = None
+        self._live: tuple[Any, np.ndarray, dict[int, Any]] | None = None
         if rows is not None:
             if len(rows) != index.ntotal:
                 raise ValueError(f"{len(rows)} node rows for a graph of {index.ntotal} nodes")
@@ -295,11 +309,11 @@ class HnswIndex:
         return ids.astype(np.int64), scores
 
     @staticmethod
-    def _bitmap(nodes: np.ndarray) -> tuple[Any, np.ndarray]:
+    def _bitmap(nodes: np.ndarray) -> tuple[Any, np.ndarray, dict[int, Any]]:
         bits = np.packbits(np.asarray(nodes, bool), bitorder="little")
-        return _faiss().IDSelectorBitmap(bits), bits
+        return _faiss().IDSelectorBitmap(bits), bits, {}  # the selector, its bits, its search parameters by efSearch
 
-    def selection(self, mask: np.ndarray) -> tuple[Any, np.ndarray]:
+    def selection(self, mask: np.ndarray) -> tuple[Any, np.ndarray, dict[int, Any]]:
         """A FAISS selector admitting the rows where ``mask`` holds, with the bitmap it reads (keep
         both): built once per mask, one bit test per visited node."""
         mask = np.asarray(mask, bool)
@@ -307,7 +321,7 @@ class HnswIndex:
             return self._bitmap(mask)
         return self._bitmap((self.rows >= 0) & mask[np.maximum(self.rows, 0)])
 
-    def search_selected(self, queries: np.ndarray, n: int, selection: tuple[Any, np.ndarray]
+    def search_selected(self, queries: np.ndarray, n: int, selection: tuple[Any, np.ndarray, dict[int, Any]]
                         ) -> tuple[np.ndarray, np.ndarray]:
         """``search`` over the rows a :meth:`selection` admits (the graph walked as usual, efSearch at
         least ``n``); id -1 pads what it could not find."""
@@ -316,7 +330,10 @@ class HnswIndex:
         n = min(n, self.ntotal)
         if n <= 0:
             return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
-        params = faiss.SearchParametersHNSW(sel=selection[0], efSearch=max(HNSW_EF_SEARCH, n))
+        ef = max(HNSW_EF_SEARCH, n)
+        params = selection[2].get(ef)
+        if params is None:  # built once per selection and efSearch (a FAISS object costs ~20 us to make)
+            params = selection[2].setdefault(ef, faiss.SearchParametersHNSW(sel=selection[0], efSearch=ef))
         scores, found = self.index.search(queries, n, params=params)
         found = found.astype(np.int64)
         if self.rows is not None:

@@ -2,7 +2,8 @@
 
 Usage: python -m tests.index_worker CORPUS INDEX
 Env:   KILL_AT=<name>:<n>  kill this process at the n-th call of a write step
-       (rename, replace, write_meta, np_save, fsync_tree, cache_put; inside merges: merge_write, merge_switch)
+       (rename, replace, write_meta, np_save, fsync_tree, cache_put; inside merges: merge_write, merge_switch,
+       extend_hnsw, with ASK_HNSW_THRESHOLD low enough for graphs)
 Prints "committed <snapshot> <documents>" after each commit, "done" at the end.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service import embed_cache, indexer
+from service import embed_cache, indexer, vectors
 from service.config import Settings
 from service.indexer import Indexer
 from service.store import local as store
@@ -49,6 +50,8 @@ def _arm(kill_at: str) -> None:
         store.fsync_tree = wrap(store.fsync_tree)
     elif name == "merge_write":
         merging.write_segment = wrap(merging.write_segment)
+    elif name == "extend_hnsw":  # a merge past the HNSW threshold, adding a tail to the graph
+        vectors.extend_hnsw = wrap(vectors.extend_hnsw)
     elif name == "merge_switch":
         merging._switch = wrap(merging._switch)
     elif name == "cache_put":

@@ -34,6 +34,8 @@ def run_worker(corpus: Path, index: Path, kill_at: str | None = None, kill_after
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     if kill_at:
         env["KILL_AT"] = kill_at
+    if kill_at and kill_at.startswith("extend_hnsw"):  # past the HNSW threshold: the tail folded into one graph
+        env.update(ASK_HNSW_THRESHOLD="60", ASK_GRAPH_TAIL_SHARE="0.05")
     proc = subprocess.Popen([sys.executable, "-m", "tests.index_worker", str(corpus), str(index)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT)
     if kill_after is not None:
@@ -85,7 +87,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 
 KILL_POINTS = [f"{name}:{n}" for name in ("rename", "replace", "write_meta", "np_save", "fsync_tree")
-               for n in (1, 3)] + ["cache_put:1", "cache_put:10", "merge_write:1", "merge_switch:1", "merge_switch:2"]
+               for n in (1, 3)] + ["cache_put:1", "cache_put:10", "merge_write:1", "merge_switch:1", "merge_switch:2",
+                                                        "extend_hnsw:1", "extend_hnsw:2"]
 
 
 @pytest.mark.parametrize("kill_at", KILL_POINTS)

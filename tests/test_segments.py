@@ -259,6 +259,7 @@ def test_graph_segments_skip_deleted_rows_inside_the_graph(tmp_path: Path, monke
     monkeypatch.setattr(vector_index.HnswIndex, "search_selected", spy)
     local = LocalStore(tmp_path / "index", lexical_text=lexical, segments_per_tier=100, merge_in_background=False,
                        hnsw_threshold=5)
+    local.policy = MergePolicy(100, tail_share=1.0)  # no merge: two graphs, each with deleted rows
     rng = random.Random(4)
     docs = [document(f"corpus/d{i:02d}.txt", rng) for i in range(40)]
     for batch in (docs[:30], docs[30:]):
@@ -285,7 +286,7 @@ def test_past_the_threshold_the_tail_is_folded_into_one_graph(tmp_path: Path) ->
     index; folds extend the graph (dead nodes never returned), and every read agrees with a rebuild."""
     local = LocalStore(tmp_path / "index", lexical_text=lexical, segments_per_tier=3, merge_in_background=False,
                        hnsw_threshold=20)
-    local.policy = MergePolicy(3, tail_share=0.1, tail_min=6)
+    local.policy = MergePolicy(3, tail_share=0.1)
     live = churn(local, 160, seed=21, sources=90)
     view = open_snapshot(local.index_dir)
     assert view.size > local.hnsw_threshold

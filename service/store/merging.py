@@ -18,7 +18,7 @@ the graph's size (0.3 ms at 12k or 100k chunks), and scanning rows exactly costs
 tiers of graphs made a query walk three graphs and scan up to 24,000 rows: 2.4 times the merged
 index's time at 100k chunks. So the biggest graph is the **base**, every other segment its
 **tail**; the tail merges by tiers while it holds at most ``tail_share`` of the index's chunks
-(``ASK_GRAPH_TAIL_SHARE``, at least ``tail_min``) and is then **folded** into the base: its rows
+(``ASK_GRAPH_TAIL_SHARE``) and is then **folded** into the base: its rows
 are added to a copy of the base's graph (``service.vectors.GraphExtension``), seconds where
 building the graph again takes minutes. Rows deleted from the base stay in the graph as dead
 nodes, never returned; once more than ``max_deleted`` of it is dead the base is rebuilt on its
@@ -63,14 +63,13 @@ class MergePolicy:
     floor: int = 8_000  # chunks: every segment up to this size is in tier 0
     max_deleted: float = 0.3
     tail_share: float = 0.025  # graph regime: chunks outside the graph, as a share of the index
-    tail_min: int = 1_000  # ... and at least this many
 
     def tier(self, chunks: int) -> int:
         return max(0, math.ceil(math.log(max(chunks, 1) / self.floor, self.per_tier) - 1e-9))
 
     def tail(self, chunks: int) -> int:
         """Graph regime: the most chunks that may stand outside the index's graph."""
-        return max(self.tail_min, int(self.tail_share * chunks))
+        return int(self.tail_share * chunks)
 
     def worn(self, part: Part) -> bool:
         """Over ``max_deleted`` of what its search walks is deleted (an extended graph's dead nodes too)."""

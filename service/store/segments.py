@@ -319,7 +319,8 @@ class Part:
 
 
 def _merge_top(found: list[tuple[np.ndarray, np.ndarray]], rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best of several (global ids, scores) lists per query row; ties by smaller id."""
+    """The ``n`` best of several short (global ids, scores) lists per query row (id -1: nothing);
+    ties by smaller id."""
     if not found:
         return np.zeros((rows, 0), np.int64), np.zeros((rows, 0), np.float32)
     ids = np.concatenate([f[0] for f in found], axis=1)
@@ -343,8 +344,12 @@ class PartsVectors:
         self.whole = [(p, None if m is None else np.flatnonzero(~m)) for p, m in zip(parts, masks, strict=True)
                       if isinstance(p.segment.vectors, vector_index.ExactIndex) and p.segment.size
                       and (m is None or m.sum() > p.segment.size // 4)]
-        self.starts = np.cumsum([0] + [p.segment.size for p, _x in self.whole])  # column of each in the scores
-        self.offsets = np.array([p.offset for p, _x in self.whole], np.int64)
+        starts = np.cumsum([0] + [p.segment.size for p, _x in self.whole])  # column of each in the scores
+        self.column_ids = (np.concatenate([p.offset + np.arange(p.segment.size) for p, _x in self.whole])
+                           if self.whole else np.zeros(0, np.int64))  # each column's global id
+        excluded = [start + x for start, (_p, x) in zip(starts, self.whole, strict=False) if x is not None]
+        self.excluded_columns = np.concatenate(excluded) if excluded else None
+        self.matrices = [p.segment.matrix for p, _x in self.whole]
         chosen = {id(p) for p, _x in self.whole}
         self.apart: list[tuple[Part, vector_index.VectorIndex | SubsetVectors | None]] = [
             (p, p.segment.vectors if m is None else
@@ -366,21 +371,25 @@ class PartsVectors:
         queries = queries.reshape(-1, queries.shape[-1])
         n = min(n, self.total)
         found = []
-        if self.whole:
-            scored = vector_index.exact_scores_many(queries, [p.segment.matrix for p, _x in self.whole])
-            for (_part, excluded), scores in zip(self.whole, scored, strict=True):
-                if excluded is not None:
-                    scores[:, excluded] = -np.inf
-            cols, top = vector_index.top_n(np.concatenate(scored, axis=1), n)  # ties by smaller id already
-            which = np.searchsorted(self.starts, cols, side="right") - 1
-            found.append((np.where(np.isfinite(top), self.offsets[which] + cols - self.starts[which], -1), top))
+        matrices = self.matrices
+        # A small exact tail beside graphs is scored on the helper thread while this one walks them.
+        later = (vector_index.on_second_thread(lambda: vector_index.exact_scores_one_thread(queries, matrices))
+                 if self.whole and self.apart and len(self.column_ids) < vector_index.HALVES_MIN_ROWS else None)
         for part, searched in self.apart:
             if searched is None:  # nothing admitted
                 continue
             ids, scores = searched.search(queries, n)
             found.append((np.where(ids >= 0, ids + part.offset, -1), scores))
-        if len(found) == 1 and self.whole:
-            return found[0]
+        if self.whole:
+            scored = later.result() if later is not None else vector_index.exact_scores_many(queries, matrices)
+            scores = scored[0] if len(scored) == 1 else np.concatenate(scored, axis=1)
+            if self.excluded_columns is not None:
+                scores[:, self.excluded_columns] = -np.inf
+            cols, top = vector_index.top_n(scores, n)  # ties by smaller column: by smaller id
+            best = np.where(np.isfinite(top), self.column_ids[cols], -1)
+            if not self.apart:
+                return best, top
+            found.insert(0, (best, top))
         return _merge_top(found, len(queries), n)
 
 
@@ -673,7 +682,7 @@ class SubsetVectors:
 
     def __init__(self, whole: vector_index.VectorIndex, matrix: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> None:
         self.whole, self.matrix, self.ids, self.mask = whole, matrix, ids, mask
-        self._selection: tuple[Any, np.ndarray] | None = None  # an HNSW graph's row bitmap, built once
+        self._selection: tuple[Any, np.ndarray, dict[int, Any]] | None = None  # an HNSW graph's row bitmap, built once
 
     @property
     def ntotal(self) -> int:
