@@ -424,12 +424,14 @@ class LocalStore:
         self.policy = MergePolicy(segments_per_tier, tail_share=graph_tail_share)
         self.merge_in_background = merge_in_background
 
-    def graph_for(self, segment_chunks: int, index_chunks: int) -> bool:
+    def graph_for(self, segment_chunks: int, index_chunks: int, beside_graph: bool = False) -> bool:
         """Whether a new segment gets an HNSW graph: in an index above ``hnsw_threshold`` chunks, every
         segment of ``HNSW_MIN_SEGMENT`` chunks (or the threshold, when lower) or more, the small ones
         being searched exactly; below the threshold none (exact search over the whole index is fast
-        there, and exact)."""
-        return index_chunks > self.hnsw_threshold and segment_chunks >= min(HNSW_MIN_SEGMENT, self.hnsw_threshold)
+        there, and exact). A commit ``beside_graph`` (the index has a graph a merge can fold it into)
+        builds none: the fold adds its rows to that graph, which a graph of its own would only delay."""
+        return (not beside_graph and index_chunks > self.hnsw_threshold
+                and segment_chunks >= min(HNSW_MIN_SEGMENT, self.hnsw_threshold))
 
     def version(self) -> str | None:
         return current_name(self.index_dir)
@@ -483,6 +485,7 @@ class LocalWriter:
         changed = {u.doc.source for u in upserts} | set(deletes)
         entries: list[Entry] = [(u.doc, list(u.chunks), u.vectors, list(u.lexical)) for u in upserts]
         records: list[dict[str, Any]] = []
+        beside_graph = False  # a kept segment has a graph this commit's rows can be folded into
         touch = {s: t for s, t in (touch or {}).items() if s not in changed}
         if prev is not None and prev.legacy:  # an older format: rewritten whole, once
             relex = self._relex()
@@ -510,6 +513,7 @@ class LocalWriter:
                 if len(gone) < len(part.segment.doc_sources):  # a segment with nothing live is dropped
                     records.append(part_record(part.segment.name, part.segment.chunk_doc,
                                                len(part.segment.doc_sources), gone))
+                    beside_graph |= part.segment.vectors.kind == "hnsw" and not part.segment.legacy
         base = {"corpus": meta.corpus, "model": meta.model, "chunking": meta.chunking, **meta.extra}
         installs: list[tuple[Path, str]] = []
         if entries:
@@ -518,7 +522,7 @@ class LocalWriter:
             total = sum(r["chunks"] for r in records) + len(content.chunks)
             try:
                 folder = write_segment(self.local.index_dir, name, content,
-                                       self.local.graph_for(len(content.chunks), total), file_record)
+                                       self.local.graph_for(len(content.chunks), total, beside_graph), file_record)
             except OSError as exc:
                 raise write_error(self.local.index_dir, exc) from exc
             installs.append((folder, name))
