@@ -10,6 +10,7 @@ import gc
 import hashlib
 import json
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -314,3 +315,20 @@ def test_past_the_threshold_the_tail_is_folded_into_one_graph(tmp_path: Path) ->
         lex_f, ls_f = fresh.lexical.search(text, fresh.size)
         assert_same_scores(scored(view, lex, ls), scored(fresh, lex_f, ls_f), text)
     assert found >= 0.97 * wanted  # HNSW is approximate; over a few hundred rows it finds nearly all
+    # the tail is scored on the helper thread while the graph is walked: concurrent callers share it
+    asked = [v for _t, v in queries(16, 9)]
+    alone = [view.vectors.search(v[None, :], 10) for v in asked]
+    together: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def ask(i: int) -> None:
+        for _ in range(10):
+            together[i] = view.vectors.search(asked[i][None, :], 10)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(asked))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (ids, scores) in enumerate(alone):
+        np.testing.assert_array_equal(together[i][0], ids)
+        np.testing.assert_allclose(together[i][1], scores, rtol=1e-6)
