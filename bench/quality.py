@@ -166,6 +166,7 @@ class Bench:
         h.update(json.dumps({
             "model": self.info.sha256, "chunk_tokens": s.chunk_tokens, "overlap": s.chunk_overlap_sentences,
             "title_tokens": s.title_tokens, "embed_title": s.embed_title, "precision": self.ingest.use_bf16,
+            "context_terms": s.context_terms,
             "sentence_chunks": s.sentence_chunks, "passage_encoder": s.passage_encoder,
             "sentence_vectors": s.sentence_vectors, **({"block_tokens": s.block_tokens} if s.block_tokens else {}),
             "hnsw_threshold": s.hnsw_threshold,

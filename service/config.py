@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     chunk_overlap_sentences: int = Field(1, description="Sentences repeated when a paragraph is split.")
     title_tokens: int = Field(48, description="Word-pieces of the document title prepended for embedding.")
     embed_title: bool = Field(True, description="Prepend the document title to the embedded text.")
+    context_terms: int = Field(4, ge=0, le=16, description="A document's most used words glued after its title to "
+                               "every chunk's embedded and BM25 text (a file without a title gets them alone); 0: none.")
     sentence_chunks: bool = Field(
         True, description="Also index each sentence of a paragraph that needs several windows (sharper matches, "
                           "about 3x the chunks on abstracts; off: a smaller index and faster ingest)."

@@ -217,6 +217,7 @@ class Indexer:
         return {
             "version": CHUNKER_VERSION, "chunk_tokens": budget, "overlap_sentences": s.chunk_overlap_sentences,
             "title_tokens": s.title_tokens, "embed_title": s.embed_title, "sentences": s.sentence_chunks,
+            "context_terms": s.context_terms,
             "readers": READER_VERSIONS,  # how files become text, by suffix (service.formats)
             **self._vectors(),
         }
@@ -226,7 +227,8 @@ class Indexer:
         before sentence chunks became a setting have them: chunker version 2 always made them; before
         vector kinds were recorded, sentences were embedded separately in float). Readers are compared
         by suffix elsewhere (``_current_hashes``)."""
-        old = {"sentences": True, "sentence_vectors": "separate", "precision": "float", "block_tokens": 0}
+        old = {"sentences": True, "sentence_vectors": "separate", "precision": "float", "block_tokens": 0,
+               "context_terms": 0}
         mine = {k: v for k, v in self._chunking().items() if k != "readers"}
         return {**old, **{k: v for k, v in view.meta.chunking.items() if k != "readers"}} == mine
 
@@ -480,7 +482,8 @@ class Indexer:
         return [None] * len(chunks)
 
     def _title(self, title: str, text: str) -> str:
-        """The title glued to a document's chunks: none when the first line is not one (``service.titles``)."""
+        """The line glued to a document's chunks: its title (none when the first line is not one) and its
+        most used words (``service.titles``)."""
         key = (title, hash(text))
         if key not in self._titles:
             if len(self._titles) > 1024:
@@ -488,7 +491,8 @@ class Indexer:
             # A title that is not the text's first line was declared by the format (PDF metadata,
             # HTML <title>): it stands as it is; a first line must look like a title (service.titles).
             declared = bool(title) and title.strip() != title_of(text, "")
-            self._titles[key] = self.pieces.truncate(embedding_title(text, title, declared), self.settings.title_tokens)
+            line = embedding_title(text, title, declared, self.settings.context_terms)
+            self._titles[key] = self.pieces.truncate(line, self.settings.title_tokens)
         return self._titles[key]
 
     def _embed(self, texts: list[str], hosts: Sequence[Host | None], cache: EmbeddingCache) -> np.ndarray:
