@@ -709,7 +709,7 @@ def _encode_seconds(index: Path, docs: Sequence[tuple[str, bytes]]) -> tuple[lis
     counts, times = [], []
     for source, data in docs:
         doc = document_from_bytes(data, source, ".txt")
-        title = indexer._title(doc.title)
+        title = indexer._title(doc.title, doc.text)
         texts = [embed_text(title, c.text, c.paragraph, settings.embed_title) for c in indexer._chunk(doc)]
         counts.append(len(texts))
         encoder.embed(texts)  # warm
