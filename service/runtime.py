@@ -19,6 +19,7 @@ The OpenBLAS and malloc settings are defaults: a variable already set in the env
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
+@lru_cache(maxsize=1)
 def intra_op_threads() -> int:
     """The onnxruntime threads a query's run uses: two where there are two cores."""
     return min(2, os.cpu_count() or 1)

@@ -58,13 +58,18 @@ class VectorIndex(Protocol):
         ...
 
 
+_omp_set = threading.local()  # whether this thread's OpenMP team is set to one thread
+
+
 def _faiss() -> ModuleType:  # the faiss module, imported on first use
     import faiss
 
     # One search is small: OpenMP's thread team costs more than it saves, and on a busy 2-core
     # machine its spinning threads made a 100-vector search take 10 ms. Parallelism comes from
-    # concurrent requests instead.
-    faiss.omp_set_num_threads(1)
+    # concurrent requests instead. The setting is per thread, made once in each.
+    if not getattr(_omp_set, "done", False):
+        faiss.omp_set_num_threads(1)
+        _omp_set.done = True
     return faiss
 
 

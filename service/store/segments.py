@@ -319,17 +319,23 @@ class Part:
 
 
 def _merge_top(found: list[tuple[np.ndarray, np.ndarray]], rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best of several short (global ids, scores) lists per query row (id -1: nothing);
-    ties by smaller id."""
-    if not found:
-        return np.zeros((rows, 0), np.int64), np.zeros((rows, 0), np.float32)
-    ids = np.concatenate([f[0] for f in found], axis=1)
-    scores = np.concatenate([f[1] for f in found], axis=1).astype(np.float32)
-    scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
-    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -scores), axis=1)[:, :n]
-    top_ids = np.take_along_axis(ids, order, axis=1)
-    top_scores = np.take_along_axis(scores, order, axis=1)
-    return np.where(np.isfinite(top_scores), top_ids, -1), top_scores
+    """The ``n`` best of several (global ids, scores) lists per query row (id -1 or score -inf:
+    nothing), ties by smaller id; -1 pads a row with fewer. Row by row on flat arrays: a query is
+    one row, and this is a few small numpy calls where the two-dimensional forms cost ~0.1 ms."""
+    out_ids = np.full((rows, n), -1, np.int64)
+    out_scores = np.full((rows, n), -np.inf, np.float32)
+    for r in range(rows):
+        ids = np.concatenate([f[0][r] for f in found]) if found else np.zeros(0, np.int64)
+        scores = np.concatenate([f[1][r] for f in found]).astype(np.float32, copy=False) if found \
+            else np.zeros(0, np.float32)
+        keep = (ids >= 0) & np.isfinite(scores)
+        ids, scores = ids[keep], scores[keep]
+        if n < len(ids):  # the n best in one pass; only they are sorted
+            best = np.argpartition(-scores, n - 1)[:n]
+            ids, scores = ids[best], scores[best]
+        order = np.lexsort((ids, -scores))[:n]
+        out_ids[r, : len(order)], out_scores[r, : len(order)] = ids[order], scores[order]
+    return out_ids, out_scores
 
 
 class PartsVectors:
@@ -385,11 +391,10 @@ class PartsVectors:
             scores = scored[0] if len(scored) == 1 else np.concatenate(scored, axis=1)
             if self.excluded_columns is not None:
                 scores[:, self.excluded_columns] = -np.inf
+            if self.apart:  # chosen with the graphs' results in one pass
+                return _merge_top([(np.broadcast_to(self.column_ids, scores.shape), scores), *found], len(queries), n)
             cols, top = vector_index.top_n(scores, n)  # ties by smaller column: by smaller id
-            best = np.where(np.isfinite(top), self.column_ids[cols], -1)
-            if not self.apart:
-                return best, top
-            found.insert(0, (best, top))
+            return np.where(np.isfinite(top), self.column_ids[cols], -1), top
         return _merge_top(found, len(queries), n)
 
 
@@ -439,6 +444,24 @@ class PartsLexical:
         return top_hits(scores, n)
 
 
+class _Shifted(Mapping[int, float]):
+    """Scores keyed by global chunk id, read with a part's local ids (``key + offset``), no copy."""
+
+    __slots__ = ("offset", "scores")
+
+    def __init__(self, scores: Mapping[int, float], offset: int) -> None:
+        self.scores, self.offset = scores, offset
+
+    def __getitem__(self, key: int) -> float:
+        return self.scores[key + self.offset]
+
+    def __iter__(self) -> Iterator[int]:
+        return (k - self.offset for k in self.scores)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
 class PartsLayout:
     """The layout of chunks across parts: each part's own (computed once per segment), offset."""
 
@@ -457,12 +480,19 @@ class PartsLayout:
         ids = np.asarray(best, np.int64)
         where = np.searchsorted(self.starts, ids, side="right") - 1
         out = [0] * len(ids)
+        ranked: list[Mapping[int, float]] = []  # rank(), asked once for all parts
+
+        def whole_rank() -> Mapping[int, float]:
+            if not ranked:
+                ranked.append(rank())
+            return ranked[0]
+
         for i in np.unique(where).tolist():
             off = int(self.starts[i])
             positions = np.flatnonzero(where == i).tolist()
 
             def local_rank(off: int = off) -> Mapping[int, float]:
-                return {k - off: v for k, v in rank().items()}
+                return _Shifted(whole_rank(), off)
 
             held = self.parts[i].segment.layout().windows_holding([int(ids[j]) - off for j in positions], local_rank)
             for j, window in zip(positions, held, strict=True):
