@@ -19,7 +19,7 @@ from service.store.segments import write_meta
 
 def as_older_format(index_dir: Path, version: int, drop_column: str | None,
                     lexical_text: Callable[[DocRecord, ChunkRecord], str], **chunking: Any) -> Path:
-    """Rewrite the live snapshot of ``index_dir`` (format 5; once this process's background merges
+    """Rewrite the live snapshot of ``index_dir`` (segments; once this process's background merges
     are done) as formats 1 to 4 kept it: every file in
     the snapshot folder (exact search) and BM25 weights precomputed by bm25s (from ``lexical_text``, the indexer's
     rule). Then drop ``documents.<drop_column>`` (a column that a later format added), record

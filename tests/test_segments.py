@@ -332,3 +332,22 @@ def test_past_the_threshold_the_tail_is_folded_into_one_graph(tmp_path: Path) ->
     for i, (ids, scores) in enumerate(alone):
         np.testing.assert_array_equal(together[i][0], ids)
         np.testing.assert_allclose(together[i][1], scores, rtol=1e-6)
+
+
+def test_a_version_5_index_is_read_and_its_next_commit_writes_the_current_version(tmp_path: Path) -> None:
+    from service.store.local import FORMAT_VERSION
+
+    local = store_at(tmp_path / "index")
+    live = churn(local, 30, seed=2)
+    view = open_snapshot(local.index_dir)
+    manifest_path = view.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 5  # segments without extended graphs: what version 5 wrote
+    manifest_path.write_text(json.dumps(manifest))
+    old = open_snapshot(local.index_dir)
+    assert old.hashes() == {s: d.doc.sha256 for s, d in live.items()}
+    with local.writer() as writer:
+        writer.apply(META, [document("corpus/new.txt", random.Random(3))], [])
+    new = open_snapshot(local.index_dir)
+    assert json.loads((new.path / "manifest.json").read_text())["format_version"] == FORMAT_VERSION == 6
+    assert new.has_document("corpus/new.txt") and len(new.hashes()) == len(live) + 1

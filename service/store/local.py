@@ -19,7 +19,7 @@ complete snapshot; what a crash leaves behind is collected by the next commit. S
 in the background (``service.store.merging``) so that their number stays bounded.
 
 Formats 1 to 4 kept everything in the snapshot folder; they still open (as one legacy segment),
-and the first write rewrites them as format 5.
+and the first write rewrites them as segments.
 """
 
 from __future__ import annotations
@@ -77,8 +77,10 @@ from .segments import (
 # dates unknown; HTML files are read again at the next `index` run (the HTML reader's version 2).
 # 5: segments (a commit writes what changed) and BM25 scored at query time from term frequencies.
 # Versions 1 to 4 open as one legacy segment; the first write rewrites the index as version 5.
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# 6: a segment may hold an HNSW graph extended from an older segment's (segment format 2, with its
+# node -> row map). Version 5 is read as it is; its next commit writes version 6.
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 CURRENT = "CURRENT"
 _SNAP_PREFIX = "snap-"
 _EDGE = 1 << 20
