@@ -64,6 +64,7 @@ from service.api.app import create_app
 from service.config import Settings
 from service.engine import Engine
 from service.indexer import Indexer
+from service.store.local import LocalStore
 from tests.conftest import FakeEmbedder
 from tests.live_server import LiveServer
 
@@ -320,6 +321,9 @@ class DocumentsMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.server.__exit__(None, None, None)
+        # The server's commits started background merges in this process: let them finish before
+        # the next run deletes the workspace under them.
+        LocalStore(self.workspace / "index").settle()
 
     # -- helpers ---------------------------------------------------------------------------------------
     def conn(self) -> http.client.HTTPConnection:
