@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -236,13 +236,10 @@ def exact_scores_many(queries: np.ndarray, matrices: list[np.ndarray]) -> list[n
         return exact_scores_one_thread(queries, matrices)
 
     def run(group: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
-        if not group:
-            return []
-        feed = {"queries": queries, **{f"matrix_{j}": m for j, (_i, m) in enumerate(group)}}
-        return [np.asarray(s, np.float32) for s in _gemm_many_session(len(group)).run(None, feed)]
+        return exact_scores_one_thread(queries, [m for _i, m in group]) if group else []
 
     first, second = _halves(matrices)
-    later = on_second_thread(lambda group=second: run(group)) if second else None  # type: ignore[misc]
+    later = on_second_thread(partial(run, second)) if second else None
     if later is None:
         first, second = first + second, []
     pieces: list[list[np.ndarray]] = [[] for _ in matrices]
@@ -318,13 +315,16 @@ class HnswIndex:
         bits = np.packbits(np.asarray(nodes, bool), bitorder="little")
         return _faiss().IDSelectorBitmap(bits), bits, {}  # the selector, its bits, its search parameters by efSearch
 
+    def per_node(self, per_row: np.ndarray, dead: Any) -> np.ndarray:
+        """``per_row`` (one value per row) as one value per graph node, ``dead`` for dead nodes."""
+        if self.rows is None:
+            return per_row
+        return np.where(self.rows >= 0, per_row[np.maximum(self.rows, 0)], dead)
+
     def selection(self, mask: np.ndarray) -> tuple[Any, np.ndarray, dict[int, Any]]:
         """A FAISS selector admitting the rows where ``mask`` holds, with the bitmap it reads (keep
         both): built once per mask, one bit test per visited node."""
-        mask = np.asarray(mask, bool)
-        if self.rows is None:
-            return self._bitmap(mask)
-        return self._bitmap((self.rows >= 0) & mask[np.maximum(self.rows, 0)])
+        return self._bitmap(self.per_node(np.asarray(mask, bool), False))
 
     def search_selected(self, queries: np.ndarray, n: int, selection: tuple[Any, np.ndarray, dict[int, Any]]
                         ) -> tuple[np.ndarray, np.ndarray]:
@@ -358,16 +358,23 @@ class GraphExtension:
     base_rows: np.ndarray
 
 
+def _add_nodes(index: faiss.IndexHNSW, vectors: np.ndarray) -> None:
+    """Add ``vectors`` to the graph on every core (building is one big job), then back to one thread."""
+    if not len(vectors):
+        return
+    faiss = _faiss()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    try:
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    finally:
+        faiss.omp_set_num_threads(1)
+
+
 def build_hnsw(vectors: np.ndarray) -> faiss.IndexHNSWFlat:
     faiss = _faiss()
     index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    if len(vectors):
-        faiss.omp_set_num_threads(os.cpu_count() or 1)  # building is one big job: use every core
-        try:
-            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        finally:
-            faiss.omp_set_num_threads(1)
+    _add_nodes(index, vectors)
     return index
 
 
@@ -386,12 +393,7 @@ def extend_hnsw(extension: GraphExtension, vectors: np.ndarray) -> tuple[faiss.I
     held[extension.base_rows[extension.base_rows >= 0]] = True
     added = np.flatnonzero(~held)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    if len(added):
-        faiss.omp_set_num_threads(os.cpu_count() or 1)  # one big job, as a build is
-        try:
-            index.add(np.ascontiguousarray(vectors[added], dtype=np.float32))
-        finally:
-            faiss.omp_set_num_threads(1)
+    _add_nodes(index, vectors[added])
     return index, np.concatenate([extension.base_rows, added]).astype(np.int64)
 
 

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..lexical import TermPostings
-from ..vectors import GraphExtension, HnswIndex
+from ..vectors import GraphExtension, HnswIndex, uses_hnsw
 from .base import ChunkRecord, IndexBusy, StoreError
 from .local import commit_manifest, file_record, manifest_for, open_snapshot, part_record, writer_lock
 from .segments import Part, SegmentContent, Snapshot, new_segment_name, write_segment
@@ -76,13 +76,18 @@ class MergePolicy:
         nodes = part.segment.nodes
         return bool(nodes) and 1 - part.live_chunks / nodes > self.max_deleted
 
+    @staticmethod
+    def biggest_graph(parts: list[Part]) -> Part | None:
+        """The part with the most graph nodes (legacy snapshots aside): a graph-regime index's base."""
+        graphed = [p for p in parts if p.segment.vectors.kind == "hnsw" and not p.segment.legacy]
+        return max(graphed, key=lambda p: p.segment.nodes, default=None)
+
     def plan(self, parts: list[Part], graphs: bool = False) -> list[Part]:
         """The parts to merge next (none: the index is within the policy). ``graphs``: the index is
         past the HNSW threshold, where its biggest graph is the base and the other parts its tail."""
         candidates = [p for p in parts if not p.segment.legacy]
         if graphs:
-            graphed = [p for p in candidates if p.segment.vectors.kind == "hnsw"]
-            base = max(graphed, key=lambda p: p.segment.nodes, default=None)
+            base = self.biggest_graph(candidates)
             if base is not None and self.worn(base):
                 return [base]
             rest = [p for p in candidates if p is not base]
@@ -103,8 +108,7 @@ class MergePolicy:
     def extends(self, chosen: list[Part]) -> Part | None:
         """The part among ``chosen`` whose graph a merge of them extends rather than builds again: the
         biggest graph, unless it is worn (a graph rebuilt drops its dead nodes)."""
-        graphed = [p for p in chosen if p.segment.vectors.kind == "hnsw" and not p.segment.legacy]
-        base = max(graphed, key=lambda p: p.segment.nodes, default=None)
+        base = self.biggest_graph(chosen)
         return None if base is None or len(chosen) < 2 or self.worn(base) else base
 
 
@@ -166,18 +170,15 @@ def merge_once(local: LocalStore, plan: Callable[[list[Part]], list[Part]] | Non
     if not index_dir.joinpath("CURRENT").exists():
         return False
     view = open_snapshot(index_dir, local.model_sha256, local.full_check)
-    chosen = plan(view.parts) if plan else local.policy.plan(view.parts, view.size > local.hnsw_threshold)
+    chosen = plan(view.parts) if plan else local.policy.plan(view.parts, uses_hnsw(view.size, local.hnsw_threshold))
     if not chosen:
         return False
     name = new_segment_name()
     content, new_rows = merged_content(view, chosen)
     graph: bool | GraphExtension = local.graph_for(len(content.chunks), view.size)
     base = local.policy.extends(chosen) if graph and plan is None else None
-    if base is not None:  # the policy's merges keep the base's graph and add the rest to it
-        rows = new_rows[chosen.index(base)]
-        nodes = base.segment.vectors.rows if isinstance(base.segment.vectors, HnswIndex) else None
-        graph = GraphExtension(base.segment.folder, rows if nodes is None else
-                               np.where(nodes >= 0, rows[np.maximum(nodes, 0)], -1))
+    if base is not None and isinstance(base.segment.vectors, HnswIndex):  # keep its graph, add the rest
+        graph = GraphExtension(base.segment.folder, base.segment.vectors.per_node(new_rows[chosen.index(base)], -1))
     folder = write_segment(index_dir, name, content, graph, file_record)
     try:
         deadline = time.monotonic() + _INSTALL_GIVE_UP

@@ -143,7 +143,8 @@ def write_segment(index_dir: Path, name: str, content: SegmentContent, graph: bo
         kind, vector_files = vector_index.write(tmp, vectors, graph)
         posting_files = content.postings.write(tmp / "postings")
         record = {
-            "segment_format": 2 if vector_index.ROWS_FILE in vector_files else 1, "documents": len(docs), "chunks": len(chunks), "vector_index": kind,
+            "segment_format": 2 if vector_index.ROWS_FILE in vector_files else 1,  # 2: a node -> row map
+            "documents": len(docs), "chunks": len(chunks), "vector_index": kind,
             "files": {f: file_record(tmp / f) for f in ("meta.sqlite", "vectors.npy", *vector_files, *posting_files)},
         }
         (tmp / "segment.json").write_text(json.dumps(record, indent=2, sort_keys=True))
