@@ -46,6 +46,7 @@ from service.config import PROJECT_ROOT, Settings
 from service.store.base import DocumentUpsert, IndexMeta
 from service.store.local import LocalStore, open_snapshot
 from service.store.merging import MergePolicy, merge_all, merge_once
+from service.vectors import uses_hnsw
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 HNSW_100K_THRESHOLD = 50_000  # "100k-hnsw": the ~100k index with graphs, as an index past the threshold has
@@ -144,8 +145,8 @@ def worst_case_groups(upserts: list[DocumentUpsert], policy: MergePolicy, graphs
 def build(folder: Path, meta: IndexMeta, groups: Sequence[list[DocumentUpsert]], hnsw_threshold: int) -> LocalStore:
     """An index whose segments are exactly ``groups`` (merges held off while it is built)."""
     local = LocalStore(folder, hnsw_threshold=hnsw_threshold, lexical_text=lambda d, c: c.text,
-                       segments_per_tier=10_000, merge_in_background=False)
-    local.policy = MergePolicy(10_000, tail_share=1.0)
+                       merge_in_background=False)
+    local.policy = MergePolicy(10_000, tail_share=1.0)  # no tier fills, no tail outgrows its share
     for group in groups:
         with local.writer() as writer:
             writer.apply(meta, group, [])
@@ -211,7 +212,7 @@ def bench_size(name: str, meta: IndexMeta, upserts: list[DocumentUpsert], probe:
     settings = Settings()
     policy = MergePolicy(settings.segments_per_tier, tail_share=settings.graph_tail_share)
     chunks = sum(len(u.chunks) for u in upserts)
-    graphs = chunks > hnsw_threshold
+    graphs = uses_hnsw(chunks, hnsw_threshold)
     groups = worst_case_groups(upserts, policy, graphs)
     log(f"{name}: {len(upserts)} documents, {chunks} chunks in {len(groups)} segments")
     t = time.perf_counter()
