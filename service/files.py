@@ -31,8 +31,16 @@ def fsync_dir(path: Path) -> None:
 
 def temp_name(target: Path) -> Path:
     """A hidden, unique sibling of ``target`` to write before renaming: short whatever the target's
-    name (a segment may have up to NAME_MAX bytes), and never shared by two writers of one file."""
-    return target.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(6)}")
+    name (a segment may have up to NAME_MAX bytes), and never shared by two writers of one file.
+    The writer's pid comes last, as in every ``.tmp-`` name, so a sweep can tell a dead writer's
+    leftover from a live one's work (``writer_pid``)."""
+    return target.with_name(f".tmp-{secrets.token_hex(6)}-{os.getpid()}")
+
+
+def writer_pid(name: str) -> int | None:
+    """The pid that ends a ``.tmp-…-PID`` name, or None when the name does not end in one."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() and len(tail) <= 10 else None
 
 
 def atomic_write(target: Path, data: bytes) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,23 @@ def test_unwritable_index_folder_keeps_old_index(settings: Settings, fake_embedd
     assert store.current_name(settings.index) == first
     assert not list(settings.index.glob(".tmp-*"))
     assert [d.source for d in Engine(settings, embedder=fake_embedder).documents()] == ["corpus/a.txt"]
+
+
+def test_a_commit_sweeps_what_dead_writers_left_and_keeps_a_live_writers(settings: Settings,
+                                                                          fake_embedder: FakeEmbedder) -> None:
+    write(settings.corpus, "a.txt", ARTICLE)
+    sync(settings, fake_embedder)
+    dead_dir = settings.index / ".tmp-snap-000009-4194304999"  # no such pid (beyond pid_max)
+    dead_dir.mkdir()
+    dead_file = settings.index / ".tmp-8f03c1d2e4a9-4194304999"  # an atomic write's leftover
+    dead_file.write_bytes(b"part")
+    huge = settings.index / ".tmp-839201938475392018475"  # all digits, too big for a pid
+    huge.write_bytes(b"part")
+    live = settings.index / f".tmp-snap-000010-{os.getpid()}"
+    live.mkdir()
+    write(settings.corpus, "b.txt", "B\n\nNew text.")
+    sync(settings, fake_embedder)
+    assert sorted(p.name for p in settings.index.glob(".tmp-*")) == [live.name]
 
 
 def test_altered_file_is_caught_by_the_full_check(settings: Settings, fake_embedder: FakeEmbedder) -> None:

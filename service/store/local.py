@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write, fsync_dir, sha256_file
+from ..files import atomic_write, fsync_dir, sha256_file, writer_pid
 from ..lexical import TermPostings
 from .base import (
     ChunkRecord,
@@ -225,7 +225,7 @@ def commit_manifest(index_dir: Path, manifest: dict[str, Any], installs: Sequenc
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
@@ -246,13 +246,15 @@ def collect_garbage(index_dir: Path, keep: set[str | None]) -> None:
         referenced.update(p["name"] for p in manifest.get("segments", []))
     for entry in index_dir.iterdir():
         if entry.name.startswith(".tmp-"):
-            pid = entry.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and _alive(int(pid)):
+            pid = writer_pid(entry.name)
+            if pid is not None and _alive(pid):
                 continue  # a live writer's or merge's work in progress
         elif not entry.name.startswith(_SNAP_PREFIX) or entry.name in keep:
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
+        else:  # a file an atomic write left when its process died
+            entry.unlink(missing_ok=True)
     for entry in (index_dir / SEGMENTS).iterdir() if (index_dir / SEGMENTS).is_dir() else ():
         if entry.name not in referenced:
             shutil.rmtree(entry, ignore_errors=True)
