@@ -13,7 +13,9 @@ chunks, vectors: no model work; 100k and 1M add renamed copies of the documents)
   above the threshold): what every commit cost before segments (format 4), in the same run;
 * **queries** (the service's retrieval, weighted fusion, k=10, SciFact claims embedded once by the
   query encoder) on the merge policy's worst case (the most segments the policy lets stand, with
-  deleted documents) and on the same documents fully merged, p50/p99 and the ratio; and on the
+  deleted documents) and on the same documents fully merged, in alternating blocks of 50 claims,
+  every claim timed ``--query-rounds`` times on each: p50/p99 of all, the ratio of the p50s, and each
+  round's ratio (one round's swings by a few per cent on this machine); and on the
   source index itself when it is format 4 (one snapshot, BM25 weights precomputed by bm25s).
 
 ``100k-hnsw`` is the ~100k index past a lowered HNSW threshold (50,000): its worst case is one graph
@@ -208,7 +210,7 @@ def pct(values: Sequence[float], q: float) -> float:
 
 def bench_size(name: str, meta: IndexMeta, upserts: list[DocumentUpsert], probe: DocumentUpsert, repeat: int,
                hnsw_threshold: int, claims: list[str], claim_vectors: np.ndarray, root: Path,
-               full_rewrites: int) -> dict[str, Any]:
+               full_rewrites: int, query_rounds: int) -> dict[str, Any]:
     settings = Settings()
     policy = MergePolicy(settings.segments_per_tier, tail_share=settings.graph_tail_share)
     chunks = sum(len(u.chunks) for u in upserts)
@@ -252,14 +254,21 @@ def bench_size(name: str, meta: IndexMeta, upserts: list[DocumentUpsert], probe:
         shutil.rmtree(root / f"{name}-fold")
     merged = open_snapshot(whole.index_dir)
     split_q, merged_q = [], []
+    round_ratios = []
     for view in (split, merged):  # both opened and warm, as a serving process's views are
         query_times(view, claims[:10], claim_vectors[:10])
-    for block in range(0, len(claims), 50):  # alternating blocks: load drift hits both alike
-        for view, times in ((split, split_q), (merged, merged_q)):
-            times += query_times(view, claims[block : block + 50], claim_vectors[block : block + 50])
+    for _round in range(query_rounds):  # every claim timed once per round on each
+        split_r, merged_r = [], []
+        for block in range(0, len(claims), 50):  # alternating blocks: load drift hits both alike
+            for view, times in ((split, split_r), (merged, merged_r)):
+                times += query_times(view, claims[block : block + 50], claim_vectors[block : block + 50])
+        round_ratios.append(round(pct(split_r, 50) / pct(merged_r, 50), 3))
+        split_q += split_r
+        merged_q += merged_r
     out["queries"] = {"worst_case_p50_ms": pct(split_q, 50), "worst_case_p99_ms": pct(split_q, 99),
                       "merged_p50_ms": pct(merged_q, 50), "merged_p99_ms": pct(merged_q, 99)}
     out["queries"]["p50_ratio"] = round(out["queries"]["worst_case_p50_ms"] / out["queries"]["merged_p50_ms"], 3)
+    out["queries"]["p50_ratio_per_round"] = round_ratios  # how much one round's ratio swings
     log(f"{name}: queries {out['queries']}")
     puts, deletes = [], []
     for i in range(repeat):
@@ -290,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--full-rewrites", type=int, default=3)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--query-rounds", type=int, default=3, help="times each claim is timed on each index")
     parser.add_argument("--hnsw-1m", action="store_true", help="build the 1M index's HNSW graph (~15 min)")
     args = parser.parse_args(argv)
     from . import datasets
@@ -318,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "100k-hnsw":  # above the threshold: graphs for segments of 10k chunks or more
                 threshold = HNSW_100K_THRESHOLD
             results[name] = bench_size(name, meta, sizes[name](), probe, args.repeat, threshold, claims,
-                                       claim_vectors, Path(tmp), args.full_rewrites if name in ("scifact", "100k") else 1)
+                                       claim_vectors, Path(tmp), args.full_rewrites if name in ("scifact", "100k") else 1,
+                                       args.query_rounds)
             if name == "1m" and not args.hnsw_1m:
                 results[name]["note"] = "the 1M segment searched exactly (no HNSW graph built)"
             if name == "100k-hnsw":

@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         4, ge=2, description="Local index: segments of similar size that are merged into one in the background."
     )
     graph_tail_share: float = Field(
-        0.025, gt=0, le=1, description="Local index past the HNSW threshold: chunks outside its graph, as a share of "
+        0.01, gt=0, le=1, description="Local index past the HNSW threshold: chunks outside its graph, as a share of "
                                        "the index, before a background merge adds them to the graph.")
 
     # --- service -------------------------------------------------------------------------

@@ -417,7 +417,7 @@ class LocalStore:
 
     def __init__(self, index_dir: Path, model_sha256: str | None = None, full_check: bool = True,
                  hnsw_threshold: int = 100_000, lexical_text: LexicalText | None = None,
-                 segments_per_tier: int = 4, merge_in_background: bool = True, graph_tail_share: float = 0.025) -> None:
+                 segments_per_tier: int = 4, merge_in_background: bool = True, graph_tail_share: float = 0.01) -> None:
         from .merging import MergePolicy
 
         self.index_dir = Path(index_dir)

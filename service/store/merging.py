@@ -62,7 +62,7 @@ class MergePolicy:
     per_tier: int = 4
     floor: int = 8_000  # chunks: every segment up to this size is in tier 0
     max_deleted: float = 0.3
-    tail_share: float = 0.025  # graph regime: chunks outside the graph, as a share of the index
+    tail_share: float = 0.01  # graph regime: chunks outside the graph, as a share of the index
 
     def tier(self, chunks: int) -> int:
         return max(0, math.ceil(math.log(max(chunks, 1) / self.floor, self.per_tier) - 1e-9))
