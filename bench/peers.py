@@ -623,7 +623,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=None, help="cold runs per system (default 5, quick 3)")
     parser.add_argument("--ingest-docs", type=int, default=None,
                         help="only the ingest comparison, on the first N SciFact files, in one run "
-                             "(written to peers.json under 'ingest_same_run')")
+                             "(written to peers.json under --key)")
+    parser.add_argument("--key", default="ingest_same_run",
+                        help="ingest comparison: the peers.json key it is written under (another key keeps the "
+                             "reference run beside a variant's)")
     parser.add_argument("--rounds", type=int, default=2, help="ingest comparison: interleaved rounds")
     parser.add_argument("--variant", action="append", default=[],
                         help="ingest comparison: an ask variant, name:ASK_X=1,ASK_Y=2 (repeatable; default: "
@@ -643,12 +646,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     measured_at=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=round(time.time() - started, 1))
         path = RESULTS / "peers.json"
         merged = json.loads(path.read_text()) if path.exists() else {}
-        merged["ingest_same_run"] = same
+        merged[args.key] = same
         RESULTS.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(merged, indent=2))
         print(ingest_table(same))
         print(f"\nload average {load_start} at start, {same['machine']['load_average_end']} at end; "
-              f"written to {path} (key 'ingest_same_run')")
+              f"written to {path} (key {args.key!r})")
         return 0
     data = datasets.scifact()
     corpus, queries = data.corpus, data.queries
