@@ -57,15 +57,22 @@ def block_hosts(text: str, chunks: Sequence[Chunk], title: str, with_title: bool
     def opens_with_title(start: int) -> bool:  # the block starts with the document's own title line
         return bool(title) and chunks[0].paragraph == 1 and start == first_start and text.startswith(title, start)
 
+    def prefixed(start: int, paragraph: int) -> bool:
+        """Whether the title line goes in front of the block starting at ``start`` in ``paragraph``: not
+        where the text opens with it, nor (blocks of one paragraph) in front of paragraph 1, whose
+        chunks are embedded without it (``embed_text``). The line is the title and the document's
+        most used words, so it is no longer paragraph 1's own text even where that is the title."""
+        return bool(title) and not opens_with_title(start) and (cross_paragraphs or paragraph != 1)
+
     hosts_of = window_hosts(chunks)
     windows = [i for i, h in enumerate(hosts_of) if h is None]
     block_of: dict[int, tuple[int, int]] = {}  # window position -> (block start, block end) in text
     k = 0
     while k < len(windows):
         start = chunks[windows[k]].char_start
-        fixed = (0 if opens_with_title(start) else title_pieces) + SPECIAL_TOKENS
-        j = k + 1
         paragraph = chunks[windows[k]].paragraph
+        fixed = (title_pieces if prefixed(start, paragraph) else 0) + SPECIAL_TOKENS
+        j = k + 1
         while (j < len(windows) and (cross_paragraphs or chunks[windows[j]].paragraph == paragraph)
                and pieces(start, chunks[windows[j]].char_end) + fixed <= max_tokens):
             j += 1
@@ -75,7 +82,7 @@ def block_hosts(text: str, chunks: Sequence[Chunk], title: str, with_title: bool
     out: list[Host] = []
     for i, c in enumerate(chunks):
         start, end = block_of[i if hosts_of[i] is None else _window_of(i, hosts_of)]
-        prefix = "" if not title or opens_with_title(start) else f"{title}\n"
+        prefix = f"{title}\n" if prefixed(start, c.paragraph) else ""
         span = (len(prefix) + c.char_start - start, len(prefix) + c.char_end - start)
         glued = bool(title) and c.paragraph != 1
         out.append((prefix + text[start:end], ((0, len(title)), span) if glued else (span,)))

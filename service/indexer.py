@@ -60,6 +60,7 @@ POOL_SPECIAL_TOKENS = True
 # A block holds windows of one paragraph (service.blocks): across paragraphs, one seed question lost its
 # paragraph from the top 3 (float32, blocks of 512), the neighbours' context leaking into its vectors.
 BLOCKS_CROSS_PARAGRAPHS = False
+BLOCK_LAYOUT = 2  # how blocks are laid out (``_vectors``): a change re-embeds indexes built with blocks
 INT8_KIND = f"int8-v{PASSAGE_GRAPH_VERSION}"  # how int8 vectors are recorded: the graph's version
 
 
@@ -164,7 +165,9 @@ class Indexer:
         ``sentence_vectors``: "pooled" (from the window's run) or "separate"; ``precision``: "int8-v2"
         for the quantised encoder (graph version 2, fused: its vectors differ from version 1's "int8"),
         "float" for float32 or bf16 runs (their vectors agree to 1e-4); ``block_tokens``: the length of
-        the runs chunks are pooled from (``service.blocks``), 0 for a run per window."""
+        the runs chunks are pooled from (``service.blocks``), 0 for a run per window; ``block_layout``:
+        with blocks only: 2 since a block of paragraph 1 has no title line in front (before, it had
+        the glued line there once that line held more than paragraph 1's own text; none recorded)."""
         s, given = self.settings, self._embedder
         if given is not None:
             pooled = s.sentence_vectors == "pooled" and isinstance(given, PassageEncoder)
@@ -177,7 +180,7 @@ class Indexer:
         longest = given.max_length if isinstance(given, PassageEncoder) else self.info.max_positions
         blocks = min(s.block_tokens, longest) if pooled else 0
         return {"sentence_vectors": "pooled" if pooled and s.sentence_chunks else "separate", "precision": precision,
-                "block_tokens": blocks}
+                "block_tokens": blocks, **({"block_layout": BLOCK_LAYOUT} if blocks else {})}
 
     def ensure_query_encoder(self) -> None:
         """Put the ONNX query encoder next to the index if it is not there yet.
@@ -228,9 +231,9 @@ class Indexer:
         vector kinds were recorded, sentences were embedded separately in float). Readers are compared
         by suffix elsewhere (``_current_hashes``)."""
         old = {"sentences": True, "sentence_vectors": "separate", "precision": "float", "block_tokens": 0,
-               "context_terms": 0}
+               "block_layout": 0, "context_terms": 0}
         mine = {k: v for k, v in self._chunking().items() if k != "readers"}
-        return {**old, **{k: v for k, v in view.meta.chunking.items() if k != "readers"}} == mine
+        return {**old, **{k: v for k, v in view.meta.chunking.items() if k != "readers"}} == {**old, **mine}
 
     @staticmethod
     def _current_hashes(view: IndexView) -> dict[str, str]:

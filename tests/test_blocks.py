@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -96,9 +97,17 @@ def test_a_declared_title_that_is_not_the_first_line_goes_in_front() -> None:
 def test_block_runs_are_recorded_and_change_the_vector_kind(tmp_path: Path) -> None:
     settings = Settings(corpus=tmp_path, index=tmp_path / "index", cache_dir=tmp_path / "cache",
                         passage_encoder="onnx-int8", block_tokens=384)
-    assert Indexer(settings, progress=False)._vectors()["block_tokens"] == 384
+    kind = Indexer(settings, progress=False)._vectors()
+    assert kind["block_tokens"] == 384
+    assert kind["block_layout"] == 2  # a block index built before records none: it is embedded again
     torch_side = settings.model_copy(update={"passage_encoder": "torch"})
     assert Indexer(torch_side, progress=False)._vectors()["block_tokens"] == 0  # it cannot pool
+    assert "block_layout" not in Indexer(torch_side, progress=False)._vectors()
+    indexer = Indexer(settings, progress=False)
+    now = {k: v for k, v in indexer._chunking().items() if k != "readers"}
+    before = {k: v for k, v in now.items() if k != "block_layout"}  # a block index of the earlier layout
+    assert indexer._same_chunking(SimpleNamespace(meta=SimpleNamespace(chunking=now)))  # type: ignore[arg-type]
+    assert not indexer._same_chunking(SimpleNamespace(meta=SimpleNamespace(chunking=before)))  # type: ignore[arg-type]
     separate = settings.model_copy(update={"sentence_vectors": "separate"})
     assert Indexer(separate, progress=False)._vectors()["block_tokens"] == 0
 
@@ -185,3 +194,28 @@ def test_int8_block_vectors_stay_close_to_fp32_blocks(tmp_path: Path) -> None:
             for row in range(len(q))]
     assert np.mean(kept) >= 0.9, [ANSWERABLE[row][0] for row in range(len(q)) if not kept[row]]
     assert np.abs(s32 - s8).max() < 0.05
+
+
+def test_with_the_documents_words_glued_blocks_of_one_window_are_still_the_windows_embedded_texts() -> None:
+    """The glued line is the title and the document's most used words (``titles``), so it is no longer
+    paragraph 1's own text: paragraph 1 gets no line in front (its chunks are embedded without it),
+    the later paragraphs get the whole line, and a block of one window is that window's own text."""
+    glued = "Police cooperation in Asia police fraud workers"
+    doc = Document("a.txt", ARTICLE, "0" * 64, "utf-8", "Police cooperation in Asia")
+    chunks = chunk_document(doc, PIECES.count, PIECES.offsets, budget=16, overlap=1)
+    texts = [embed_text(glued, c.text, c.paragraph, True) for c in chunks]
+    per_window = _pool_hosts(chunks, texts)
+    one_window = block_hosts(ARTICLE, chunks, glued, True, PIECES.offsets, 1, cross_paragraphs=False)
+    for i, (block, pool) in enumerate(one_window):
+        if per_window[i] is None:
+            assert block == texts[i]
+        else:
+            assert (block, pool) == per_window[i]
+    for c, (block, pool) in zip(chunks, block_hosts(ARTICLE, chunks, glued, True, PIECES.offsets, 512,
+                                                     cross_paragraphs=False), strict=True):
+        a, b = pool[-1]
+        assert block[a:b] == c.text
+        if c.paragraph == 1:
+            assert not block.startswith(glued) and len(pool) == 1
+        else:
+            assert block.startswith(f"{glued}\n") and block[pool[0][0] : pool[0][1]] == glued
