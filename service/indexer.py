@@ -40,6 +40,7 @@ from .embedding import (
 )
 from .files import temp_name
 from .formats import READER_VERSIONS, stale_suffixes, suffix_of
+from .lexical import PAIRS_VERSION
 from .store import open_store, write_error
 from .store.base import ChunkRecord, DocRecord, DocumentUpsert, IndexMeta, IndexView, IndexWriter, Store
 from .titles import embedding_title
@@ -221,6 +222,7 @@ class Indexer:
             "version": CHUNKER_VERSION, "chunk_tokens": budget, "overlap_sentences": s.chunk_overlap_sentences,
             "title_tokens": s.title_tokens, "embed_title": s.embed_title, "sentences": s.sentence_chunks,
             "context_terms": s.context_terms,
+            "lexical_pairs": PAIRS_VERSION,  # consecutive term pairs in the BM25 postings (service.lexical)
             "readers": READER_VERSIONS,  # how files become text, by suffix (service.formats)
             **self._vectors(),
         }
@@ -231,7 +233,7 @@ class Indexer:
         vector kinds were recorded, sentences were embedded separately in float). Readers are compared
         by suffix elsewhere (``_current_hashes``)."""
         old = {"sentences": True, "sentence_vectors": "separate", "precision": "float", "block_tokens": 0,
-               "block_layout": 0, "context_terms": 0}
+               "block_layout": 0, "context_terms": 0, "lexical_pairs": 0}
         mine = {k: v for k, v in self._chunking().items() if k != "readers"}
         return {**old, **{k: v for k, v in view.meta.chunking.items() if k != "readers"}} == {**old, **mine}
 

@@ -228,3 +228,28 @@ def test_altered_file_is_caught_by_the_full_check(settings: Settings, fake_embed
         store.open_snapshot(settings.index, fake_embedder.info.sha256, full_check=False)
     with pytest.raises(store.IndexCorrupt, match="checksum"):
         Engine(settings, embedder=fake_embedder).search("apples")
+
+
+def test_word_pairs_are_recorded_and_an_index_without_them_is_built_again(settings: Settings,
+                                                                           fake_embedder: FakeEmbedder) -> None:
+    """BM25 postings hold consecutive word pairs (service.lexical): an index whose postings lack them
+    is indexed again, and a passage holding the question's words in its order ranks above one holding
+    them apart."""
+    write(settings.corpus, "a.txt", "Plants\n\nThe tidal power station opened in March.")
+    write(settings.corpus, "b.txt", "Plants\n\nStation power was tidal in March, it opened.")
+    indexer = Indexer(settings, embedder=fake_embedder, progress=False)
+    indexer.sync(settings.corpus)
+    view = indexer.store.view()
+    assert view.meta.chunking["lexical_pairs"] == 1
+    ids, _scores = view.lexical.search("When did the tidal power station open?", 5)
+    assert view.chunk_rows([int(ids[0])])[0].source == "corpus/a.txt"
+    assert indexer._same_chunking(view)
+    manifest_path = settings.index / store.current_name(settings.index) / "manifest.json"  # type: ignore[operator]
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["chunking"]["lexical_pairs"]  # as an index built before pairs recorded it
+    manifest_path.write_text(json.dumps(manifest))
+    older = Indexer(settings, embedder=fake_embedder, progress=False)
+    assert not older._same_chunking(older.store.view())
+    report = older.sync(settings.corpus)
+    assert sorted(report.changed) == ["corpus/a.txt", "corpus/b.txt"]
+    assert older.store.view().meta.chunking["lexical_pairs"] == 1

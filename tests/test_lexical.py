@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.lexical import STOPWORDS_EN, CorpusStats, LexicalIndex, TermPostings, analyze, bm25_postings
+from service.lexical import (
+    PAIR_WEIGHT,
+    STOPWORDS_EN,
+    CorpusStats,
+    LexicalIndex,
+    TermPostings,
+    analyze,
+    bm25_postings,
+    query_terms,
+)
 
 TEXTS = [
     "Liu Zhongyi visited Myanmar to discuss scam centres along the border.",
@@ -67,6 +76,30 @@ def test_term_postings_score_as_bm25s(saved: Path, query: str, split: int | None
     rows, weights = bm25_postings([(p, o, None) for p, o in zip(segments, offsets, strict=True)], terms, stats)
     got = np.bincount(rows, weights=weights, minlength=len(TEXTS))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def _scores(postings: TermPostings, terms: list[str], stats: CorpusStats, pairs: list[str] | None = None
+            ) -> np.ndarray:
+    rows, weights = bm25_postings([(postings, 0, None)], terms, stats, pairs=pairs or ())
+    return np.bincount(rows, weights=weights, minlength=postings.size)
+
+
+def test_a_questions_words_next_to_each_other_add_a_tenth_of_their_pairs_bm25() -> None:
+    texts = ["The tidal power station opened in March.",  # the question's words in its order
+             "Station power was tidal in March, it opened.",  # the same words, apart
+             "A coal plant opened in March.", "Tides and power lines."]
+    postings, plain = TermPostings.build(texts), TermPostings.build(texts, pairs=False)
+    assert (postings.lengths == plain.lengths).all()  # a chunk's length counts its words only
+    stats = CorpusStats(len(texts), float(plain.lengths.mean()))
+    terms, pairs = query_terms("When did the tidal power station open?")
+    assert pairs == ["tidal power", "power station", "station open"]
+    words = _scores(plain, terms, stats)
+    np.testing.assert_allclose(_scores(postings, terms, stats), words, rtol=1e-6)  # words score as before
+    pair_bm25 = _scores(postings, pairs, stats)  # the pairs as plain terms
+    assert pair_bm25[0] > 0 and pair_bm25[1:].tolist() == [0, 0, 0]
+    both = _scores(postings, terms, stats, pairs)
+    np.testing.assert_allclose(both, words + PAIR_WEIGHT * pair_bm25, rtol=1e-5)
+    assert both[0] > both[1] and words[0] == pytest.approx(words[1], rel=0.2)
 
 
 def test_search_ranks_by_score_and_skips_non_matches(saved: Path) -> None:

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from ..layout import ChunkPlace, RowsLayout, window_flags
-from ..lexical import analyze, analyze_query
+from ..lexical import PAIR_WEIGHT, analyze, query_terms, word_pairs
 from .base import (
     ChunkRow,
     DocRecord,
@@ -420,8 +420,11 @@ class PgLexical:
         self._docs = docs
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        terms = Counter(analyze_query(query))
-        if not terms or not self._n or n <= 0:
+        words, pairs = query_terms(query)
+        terms: dict[str, float] = dict(Counter(words))
+        for pair, repeats in Counter(pairs).items():  # a pair of consecutive question terms (lexical.PAIR_WEIGHT)
+            terms[pair] = terms.get(pair, 0.0) + PAIR_WEIGHT * repeats
+        if not words or not self._n or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         admitted = "" if self._docs is None else "JOIN ask_chunks c ON c.id = p.chunk_id AND c.doc_id = ANY(%(docs)s)"
         rows = self._store.run(lambda c: c.execute(
@@ -429,7 +432,7 @@ class PgLexical:
             SELECT p.chunk_id,
                    sum(q.n * ln(1 + (%(N)s - t.df + 0.5) / (t.df + 0.5))
                        * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / %(avgdl)s))) AS score
-            FROM unnest(%(terms)s::text[], %(counts)s::int[]) AS q(term, n)
+            FROM unnest(%(terms)s::text[], %(counts)s::float8[]) AS q(term, n)
             JOIN ask_terms t ON t.term = q.term
             JOIN ask_postings p ON p.term = q.term
             {admitted}
@@ -438,7 +441,7 @@ class PgLexical:
             LIMIT %(n)s
             """,
             {"N": self._n, "k1": BM25_K1, "b": BM25_B, "avgdl": self._avgdl, "terms": list(terms),
-             "counts": list(terms.values()), "n": n, "docs": self._docs}).fetchall())
+             "counts": [float(v) for v in terms.values()], "n": n, "docs": self._docs}).fetchall())
         return (np.array([r[0] for r in rows], np.int64),
                 np.array([r[1] for r in rows], np.float32))
 
@@ -629,13 +632,16 @@ class PostgresWriter:
         conn.execute(
             """
             WITH gone AS (
-                SELECT p.term, count(*) AS df, sum(p.tf) AS terms
+                SELECT p.term, count(*) AS df
                 FROM ask_postings p JOIN ask_chunks c ON c.id = p.chunk_id WHERE c.doc_id = %(doc)s
                 GROUP BY p.term
             ), counted AS (
-                UPDATE ask_terms t SET df = t.df - gone.df FROM gone WHERE t.term = gone.term RETURNING gone.terms
+                UPDATE ask_terms t SET df = t.df - gone.df FROM gone WHERE t.term = gone.term RETURNING 1
+            ), lengths AS (  -- each chunk's length in terms (its word pairs are postings, not length)
+                SELECT DISTINCT p.chunk_id, p.dl
+                FROM ask_postings p JOIN ask_chunks c ON c.id = p.chunk_id WHERE c.doc_id = %(doc)s
             )
-            UPDATE ask_meta SET total_terms = total_terms - (SELECT coalesce(sum(terms), 0) FROM counted),
+            UPDATE ask_meta SET total_terms = total_terms - (SELECT coalesce(sum(dl), 0) FROM lengths),
                                 n_chunks = n_chunks - (SELECT count(*) FROM ask_chunks WHERE doc_id = %(doc)s)
             """, {"doc": doc[0]})
         conn.execute("DELETE FROM ask_terms WHERE df <= 0")
@@ -668,7 +674,7 @@ class PostgresWriter:
         total = 0
         for cid, text in zip(chunk_ids, u.lexical, strict=True):
             tokens = analyze(text)
-            counts = Counter(tokens)
+            counts = Counter(tokens + word_pairs(tokens))  # terms and consecutive pairs; the length counts terms
             total += len(tokens)
             df.update(counts.keys())
             postings += [(term, cid, tf, len(tokens)) for term, tf in counts.items()]

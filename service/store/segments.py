@@ -39,7 +39,15 @@ import numpy as np
 from .. import vectors as vector_index
 from ..files import fsync_dir, map_array
 from ..layout import ArrayLayout
-from ..lexical import CorpusStats, LexicalIndex, TermPostings, analyze_query, bm25_postings, top_hits
+from ..lexical import (
+    CorpusStats,
+    LexicalIndex,
+    TermPostings,
+    analyze_query,
+    bm25_postings,
+    query_terms,
+    top_hits,
+)
 from .base import (
     ChunkRecord,
     ChunkRow,
@@ -440,10 +448,10 @@ class PartsLexical:
         return np.concatenate([p.live if p.live is not None else np.ones(p.segment.size, bool) for p in self.parts])
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        terms = analyze_query(query)
+        terms, pairs = query_terms(query)
         if not self.stats.chunks or not terms or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        rows, weights = bm25_postings(self.postings, terms, self.stats, self.row_lengths, self.row_live)
+        rows, weights = bm25_postings(self.postings, terms, self.stats, self.row_lengths, self.row_live, pairs)
         if not len(rows):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores = np.bincount(rows, weights=weights, minlength=self.rows).astype(np.float32)
