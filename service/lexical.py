@@ -194,7 +194,7 @@ BM25_B = 0.75
 # term, and a question's consecutive terms score as pairs at PAIR_WEIGHT of a word's BM25, so a
 # passage that has the question's words next to each other ("tidal power station") ranks above one
 # that has them apart. Measured in one bench-quality run each (README, issue 15): at 0.1 SQuAD
-# hit@1 0.8376 -> 0.8416, untitled 0.8381 -> 0.8410, SciFact and Reuters unchanged within a
+# hit@1 0.8376 -> 0.8422, untitled 0.8381 -> 0.8413, SciFact and Reuters unchanged within a
 # question; at 0.25 SciFact lost 0.009, and at full weight (a pair as a plain term) 0.007.
 PAIR_WEIGHT = 0.1
 PAIRS_VERSION = 1  # recorded with an index's chunking: an index without pairs in its postings is built again
