@@ -211,6 +211,15 @@ def query_terms(query: str) -> tuple[list[str], list[str]]:
     return terms, word_pairs(terms)
 
 
+def term_weights(terms: Sequence[str], pairs: Sequence[str] = ()) -> dict[str, float]:
+    """How much each query term's BM25 counts: a term once per time the question says it, a pair
+    ``PAIR_WEIGHT`` of that (every store scores a question with these)."""
+    weights: dict[str, float] = dict(Counter(terms))
+    for pair, repeats in Counter(pairs).items():
+        weights[pair] = weights.get(pair, 0.0) + PAIR_WEIGHT * repeats
+    return weights
+
+
 def bm25_idf(df: np.ndarray, n: int) -> np.ndarray:
     """Lucene's idf: ``ln(1 + (N - df + 0.5) / (df + 0.5))`` (bm25s's "lucene" variant)."""
     df = np.asarray(df, np.float64)
@@ -321,9 +330,7 @@ def bm25_postings(segments: Sequence[tuple[TermPostings, int, np.ndarray | None]
     consecutive term pairs (``query_terms``), each weighing ``PAIR_WEIGHT`` of a term."""
     norm = BM25_K1 * (1 - BM25_B)
     slope = BM25_K1 * BM25_B / max(stats.mean_length, 1e-9)
-    counts: dict[str, float] = dict(Counter(terms))
-    for pair, repeats in Counter(pairs).items():
-        counts[pair] = counts.get(pair, 0.0) + PAIR_WEIGHT * repeats
+    counts = term_weights(terms, pairs)
     rows: list[np.ndarray] = []
     tf: list[np.ndarray] = []
     offsets: list[int] = []

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from ..layout import ChunkPlace, RowsLayout, window_flags
-from ..lexical import PAIR_WEIGHT, analyze, query_terms, word_pairs
+from ..lexical import analyze, query_terms, term_weights, word_pairs
 from .base import (
     ChunkRow,
     DocRecord,
@@ -421,9 +421,7 @@ class PgLexical:
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         words, pairs = query_terms(query)
-        terms: dict[str, float] = dict(Counter(words))
-        for pair, repeats in Counter(pairs).items():  # a pair of consecutive question terms (lexical.PAIR_WEIGHT)
-            terms[pair] = terms.get(pair, 0.0) + PAIR_WEIGHT * repeats
+        terms = term_weights(words, pairs)
         if not words or not self._n or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         admitted = "" if self._docs is None else "JOIN ask_chunks c ON c.id = p.chunk_id AND c.doc_id = ANY(%(docs)s)"
