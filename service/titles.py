@@ -27,6 +27,7 @@ import re
 from collections import Counter
 
 from .chunking import sentence_spans
+from .config import Settings
 from .corpus import paragraphs
 from .lexical import QUERY_STOPWORDS, STOPWORDS_EN
 
@@ -44,7 +45,7 @@ def looks_like_title(paragraph: str) -> bool:
     return len(sentence_spans(text)) <= MAX_TITLE_SENTENCES
 
 
-CONTEXT_TERMS = 4  # ASK_CONTEXT_TERMS' default: see the module docstring
+CONTEXT_TERMS = Settings.model_fields["context_terms"].default  # ASK_CONTEXT_TERMS: see the module docstring
 CONTEXT_MIN_COUNT = 3  # a word the document uses fewer times says little about what it is about
 # An abstract under its title line (SciFact: every document) is not glued its most used words: they
 # are in its one body paragraph already, and on SciFact's 12 abstracts whose first line is no title

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import Settings
 from ..files import atomic_write, fsync_dir, sha256_file, writer_pid
 from ..lexical import TermPostings
 from .base import (
@@ -82,6 +83,7 @@ from .segments import (
 FORMAT_VERSION = 6
 READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 CURRENT = "CURRENT"
+_DEFAULTS = Settings.model_fields  # a store opened without settings takes their defaults
 _SNAP_PREFIX = "snap-"
 _EDGE = 1 << 20
 HNSW_MIN_SEGMENT = 10_000  # chunks: smaller segments are searched exactly, whatever the index's size
@@ -416,8 +418,9 @@ class LocalStore:
     kind = "local"
 
     def __init__(self, index_dir: Path, model_sha256: str | None = None, full_check: bool = True,
-                 hnsw_threshold: int = 100_000, lexical_text: LexicalText | None = None,
-                 segments_per_tier: int = 4, merge_in_background: bool = True, graph_tail_share: float = 0.01) -> None:
+                 hnsw_threshold: int = _DEFAULTS["hnsw_threshold"].default, lexical_text: LexicalText | None = None,
+                 segments_per_tier: int = _DEFAULTS["segments_per_tier"].default, merge_in_background: bool = True,
+                 graph_tail_share: float = _DEFAULTS["graph_tail_share"].default) -> None:
         from .merging import MergePolicy
 
         self.index_dir = Path(index_dir)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..config import Settings
 from ..lexical import TermPostings
 from ..vectors import GraphExtension, HnswIndex, uses_hnsw
 from .base import ChunkRecord, IndexBusy, StoreError
@@ -59,10 +60,11 @@ _INSTALL_GIVE_UP = 120.0  # then the merge is dropped (the next commit plans it 
 
 @dataclass(frozen=True)
 class MergePolicy:
-    per_tier: int = 4
+    per_tier: int = Settings.model_fields["segments_per_tier"].default  # ASK_SEGMENTS_PER_TIER
     floor: int = 8_000  # chunks: every segment up to this size is in tier 0
     max_deleted: float = 0.3
-    tail_share: float = 0.01  # graph regime: chunks outside the graph, as a share of the index
+    # graph regime: chunks outside the graph, as a share of the index (ASK_GRAPH_TAIL_SHARE)
+    tail_share: float = Settings.model_fields["graph_tail_share"].default
 
     def tier(self, chunks: int) -> int:
         return max(0, math.ceil(math.log(max(chunks, 1) / self.floor, self.per_tier) - 1e-9))
