@@ -9,7 +9,7 @@ Tables (schema migrations are numbered and applied when a store first connects):
     ask_postings   (term, chunk) → term frequency and the chunk's length in terms
 
 Lexical ranking happens in the database and is BM25 as the local store computes it (Lucene's
-formula, k1 = 1.5, b = 0.75, the same analyzer), with collection statistics kept exact by every
+formula, ``service.lexical``'s k1 and b, the same analyzer), with collection statistics kept exact by every
 commit, so a document's score does not depend on when it was written. A commit is one transaction
 that touches only the rows of the documents it adds, replaces or deletes (and the counts of their
 terms): its cost follows the change, not the index. Readers see a document's old rows or its new
@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from ..layout import ChunkPlace, RowsLayout, window_flags
-from ..lexical import analyze, query_terms, term_weights, word_pairs
+from ..lexical import BM25_B, BM25_K1, analyze, query_terms, term_weights, word_pairs
 from .base import (
     ChunkRow,
     DocRecord,
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults ("lucene"), as the local store builds it
 WRITER_LOCK = 0x61736B  # pg advisory lock key: "ask"
 PARAGRAPH_BITS = 24  # paragraph key = document id << 24 | paragraph number
 MAX_EF_SEARCH = 1000  # pgvector's limit
