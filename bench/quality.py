@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from service import store
+from service import lexical, store
 from service.answer import build_answer, score_sentences
 from service.config import PROJECT_ROOT, Settings
 from service.embed_cache import EmbeddingCache
@@ -860,6 +860,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fusions", default=",".join(FUSIONS), help="comma-separated subset of " + ",".join(FUSIONS))
     p.add_argument("--lexical-extras", default="",
                    help="comma-separated query-level BM25 additions to measure: rm3, proximity (service.expansion)")
+    p.add_argument("--bm25", default="",
+                   help="K1,B: BM25's saturation and length normalisation for this run (service.lexical's "
+                        "BM25_K1 and BM25_B; applied at query time, so the indexes are the same)")
     p.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/quality.json)")
     p.add_argument("--ablation", action="store_true",
                    help="also run SciFact and SQuAD with each chunk-text choice switched off in turn "
@@ -883,6 +886,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.squad_questions = args.squad_questions or 1000
         args.answers = args.answers or 200
     n_answers = args.answers or 1000
+    if args.bm25:
+        try:
+            lexical.BM25_K1, lexical.BM25_B = (float(x) for x in args.bm25.split(","))
+        except ValueError:
+            p.error("--bm25 takes two numbers, K1,B (e.g. 1.2,0.6)")
     fusions = [f for f in args.fusions.split(",") if f]
     settings = Settings(checkpoint_seconds=1e9)  # one snapshot per index: no intermediate commits
     bench = Bench.create(settings)
@@ -895,8 +903,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sentence_vectors", "block_tokens", "reranker", "rerank_depth",
             "hnsw_threshold", "model")},
         "lexical_extras": list(bench.lexical_extras),
+        "bm25": {"k1": lexical.BM25_K1, "b": lexical.BM25_B},
         "quick": bool(args.quick or args.scifact_queries or args.squad_questions or args.answers or args.skip
-                      or set(fusions) != set(FUSIONS) or bench.lexical_extras),
+                      or set(fusions) != set(FUSIONS) or bench.lexical_extras or args.bm25),
     }
     if "postgresql" in stores:
         started_stores = time.monotonic()

@@ -34,8 +34,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from .. import lexical
 from ..layout import ChunkPlace, RowsLayout, window_flags
-from ..lexical import BM25_B, BM25_K1, analyze, query_terms, term_weights, word_pairs
+from ..lexical import analyze, query_terms, term_weights, word_pairs
 from .base import (
     ChunkRow,
     DocRecord,
@@ -437,7 +438,7 @@ class PgLexical:
             ORDER BY score DESC, p.chunk_id
             LIMIT %(n)s
             """,
-            {"N": self._n, "k1": BM25_K1, "b": BM25_B, "avgdl": self._avgdl, "terms": list(terms),
+            {"N": self._n, "k1": lexical.BM25_K1, "b": lexical.BM25_B, "avgdl": self._avgdl, "terms": list(terms),
              "counts": [float(v) for v in terms.values()], "n": n, "docs": self._docs}).fetchall())
         return (np.array([r[0] for r in rows], np.int64),
                 np.array([r[1] for r in rows], np.float32))
