@@ -304,7 +304,9 @@ def test_serve_watch_finds_an_edit_by_search(seed_index: Path, tmp_path: Path) -
     corpus, index = Path(settings.corpus), Path(settings.index)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _serve_watch(index, port, _env(settings))
+    # A quiet window well above the default 500 ms: the burst below is written file by file, and on a
+    # loaded machine (CI) one write stalled past 500 ms and split it into three commits.
+    proc = _serve_watch(index, port, {**_env(settings), "ASK_WATCH_QUIET_MS": "2000"})
     client = httpx.Client(base_url=url, timeout=30)
 
     def documents() -> set[str]:
