@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -304,9 +305,7 @@ def test_serve_watch_finds_an_edit_by_search(seed_index: Path, tmp_path: Path) -
     corpus, index = Path(settings.corpus), Path(settings.index)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    # A quiet window well above the default 500 ms: the burst below is written file by file, and on a
-    # loaded machine (CI) one write stalled past 500 ms and split it into three commits.
-    proc = _serve_watch(index, port, {**_env(settings), "ASK_WATCH_QUIET_MS": "2000"})
+    proc = _serve_watch(index, port, _env(settings))
     client = httpx.Client(base_url=url, timeout=30)
 
     def documents() -> set[str]:
@@ -346,11 +345,13 @@ def test_serve_watch_finds_an_edit_by_search(seed_index: Path, tmp_path: Path) -
         for i in range(100):
             write(corpus, f"burst/item-{i:03d}.txt", f"Item {i}\n\nCrate {i} holds {i * 3} brass lanterns.\n")
         wait_for("the burst", lambda: len(documents()) == count + 100)
-        after = int(client.get("/health").json()["snapshot"].removeprefix("snap-"))
-        assert 1 <= after - before <= 2, f"{after - before} commits for a burst of 100 files"
     finally:
         client.close()
         err = _stopped(proc)
+    # The watcher's own commits after ``before``, from its line per committed sync: the snapshot number
+    # also counts the background merges of segments, which may land between any two commits.
+    burst = [n for n in map(int, re.findall(r"^watch: .*: snapshot snap-(\d+)$", err, re.MULTILINE)) if n > before]
+    assert 1 <= len(burst) <= 2, f"{len(burst)} commits for a burst of 100 files"
     assert "watching the corpus folder" in err
     assert "watch: " in err and "1 changed" in err  # one line per committed sync
 
