@@ -72,3 +72,9 @@ def map_array(path: Path) -> np.ndarray:
     """
     with _NPY_HEADERS:
         return np.load(path, mmap_mode="r").view(np.ndarray)
+
+
+def read_array(path: Path) -> np.ndarray:
+    """A small ``.npy`` file read whole, its header parsed under ``map_array``'s lock (same reason)."""
+    with _NPY_HEADERS:
+        return np.asarray(np.load(path))

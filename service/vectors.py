@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
+from .files import read_array
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -429,5 +431,5 @@ def open_index(folder: Path, kind: str, matrix: np.ndarray) -> VectorIndex:
     except (RuntimeError, AttributeError):
         index = faiss.read_index(path)
     rows_file = folder / ROWS_FILE
-    return HnswIndex(index, np.load(rows_file) if rows_file.exists() else None)
+    return HnswIndex(index, read_array(rows_file) if rows_file.exists() else None)
 

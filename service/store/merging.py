@@ -256,7 +256,14 @@ def _run(local: LocalStore) -> None:
 
 def _background(local: LocalStore, key: str) -> None:
     while True:
-        _run(local)
+        try:
+            _run(local)
+        except Exception:  # the thread must not die holding its folder's slot
+            # A failure ``_run`` does not expect (a bug; CPython 3.11's gh-106905, "AST constructor
+            # recursion depth mismatch", when another thread compiles code while a segment's .npy
+            # header is parsed) leaves the index as it was. Without this, the thread would end with
+            # its key still in ``_threads``, and no merge would run again in this process.
+            log.exception("segment merge in %s failed; the next commit tries again", local.index_dir)
         with _threads_guard:
             if key not in _pending:
                 _threads.pop(key, None)
