@@ -212,6 +212,12 @@ def word_pairs(terms: Sequence[str]) -> list[str]:
     return [f"{a} {b}" for a, b in zip(terms, terms[1:], strict=False)]
 
 
+def posting_terms(terms: Sequence[str]) -> list[str]:
+    """What a chunk's postings hold for its analysed ``terms``: each term, then each consecutive pair
+    (its BM25 length counts the terms only)."""
+    return [*terms, *word_pairs(terms)]
+
+
 def query_terms(query: str) -> tuple[list[str], list[str]]:
     """A question's BM25 terms and its consecutive term pairs."""
     terms = analyze_query(query)
@@ -266,7 +272,7 @@ class TermPostings:
         for i, text in enumerate(texts):
             terms = analyze(text)
             lengths[i] = len(terms)
-            every = terms + word_pairs(terms) if pairs else terms
+            every = posting_terms(terms) if pairs else terms
             held[i] = len(every)
             term_ids += [vocab.setdefault(t, len(vocab)) for t in every]
         rows = np.repeat(np.arange(len(texts), dtype=np.int64), held)

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import lexical
 from ..layout import ChunkPlace, RowsLayout, window_flags
-from ..lexical import analyze, query_terms, term_weights, word_pairs
+from ..lexical import analyze, posting_terms, query_terms, term_weights
 from .base import (
     ChunkRow,
     DocRecord,
@@ -672,7 +672,7 @@ class PostgresWriter:
         total = 0
         for cid, text in zip(chunk_ids, u.lexical, strict=True):
             tokens = analyze(text)
-            counts = Counter(tokens + word_pairs(tokens))  # terms and consecutive pairs; the length counts terms
+            counts = Counter(posting_terms(tokens))  # the length counts the terms only
             total += len(tokens)
             df.update(counts.keys())
             postings += [(term, cid, tf, len(tokens)) for term, tf in counts.items()]
